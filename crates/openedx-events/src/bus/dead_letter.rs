@@ -1,0 +1,127 @@
+//! Dead letters: a message that cannot be handled goes, bytes and headers
+//! untouched, to `<topic>-dlq` with headers saying why, after how many
+//! attempts and when. `event-bus dlq requeue` sends it back.
+
+use crate::datetime::isoformat_utc;
+
+use super::transport::{Delivery, RawMessage};
+
+/// Header: why the message was dead-lettered (a [`Reason`] name).
+pub const DLQ_REASON: &str = "dlq_reason";
+/// Header: the error text.
+pub const DLQ_ERROR: &str = "dlq_error";
+/// Header: handling attempts made.
+pub const DLQ_ATTEMPTS: &str = "dlq_attempts";
+/// Header: when (isoformat, UTC).
+pub const DLQ_FAILED_AT: &str = "dlq_failed_at";
+/// Header: the full topic the message came from.
+pub const DLQ_ORIGINAL_TOPIC: &str = "dlq_original_topic";
+/// Header: its broker position there.
+pub const DLQ_ORIGINAL_POSITION: &str = "dlq_original_position";
+/// Header: the consumer group that gave up.
+pub const DLQ_CONSUMER_GROUP: &str = "dlq_consumer_group";
+
+/// Why a message was dead-lettered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The headers or framing cannot be understood (no event type, bad id...).
+    UnusableMessage,
+    /// No event type of that name is registered.
+    UnknownEventType,
+    /// The body does not decode with the schema.
+    Undecodable,
+    /// The data decodes but is invalid (a malformed key, a bad date).
+    InvalidData,
+    /// Receivers kept failing after every retry.
+    ReceiverFailed,
+}
+
+impl Reason {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::UnusableMessage => "unusable_message",
+            Reason::UnknownEventType => "unknown_event_type",
+            Reason::Undecodable => "undecodable",
+            Reason::InvalidData => "invalid_data",
+            Reason::ReceiverFailed => "receiver_failed",
+        }
+    }
+}
+
+/// The dead letter for a delivery: the original message with the `dlq_*`
+/// headers appended, addressed to `dlq_topic` (full topic).
+pub fn dead_letter(
+    delivery: &Delivery,
+    dlq_topic: &str,
+    group: &str,
+    reason: Reason,
+    error: &str,
+    attempts: u32,
+) -> RawMessage {
+    let mut raw = strip(&delivery.raw);
+    let now = isoformat_utc(&chrono::Utc::now());
+    raw.headers.extend([
+        (DLQ_REASON.to_string(), reason.as_str().as_bytes().to_vec()),
+        (DLQ_ERROR.to_string(), error.as_bytes().to_vec()),
+        (DLQ_ATTEMPTS.to_string(), attempts.to_string().into_bytes()),
+        (DLQ_FAILED_AT.to_string(), now.into_bytes()),
+        (DLQ_ORIGINAL_TOPIC.to_string(), delivery.raw.topic.as_bytes().to_vec()),
+        (DLQ_ORIGINAL_POSITION.to_string(), delivery.position.as_bytes().to_vec()),
+        (DLQ_CONSUMER_GROUP.to_string(), group.as_bytes().to_vec()),
+    ]);
+    raw.topic = dlq_topic.to_string();
+    raw
+}
+
+/// The original message of a dead letter, to requeue it to its topic.
+/// Returns `None` if it has no `dlq_original_topic` header.
+pub fn original(raw: &RawMessage) -> Option<RawMessage> {
+    let topic = raw.header_str(DLQ_ORIGINAL_TOPIC)?.to_string();
+    let mut m = strip(raw);
+    m.topic = topic;
+    Some(m)
+}
+
+/// A message without `dlq_*` headers (a message dead-lettered twice keeps
+/// only the latest reason).
+fn strip(raw: &RawMessage) -> RawMessage {
+    let mut m = raw.clone();
+    m.headers.retain(|(k, _)| !k.starts_with("dlq_"));
+    m.timestamp = None;
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::transport::DeliveryTag;
+
+    #[test]
+    fn keeps_bytes_and_round_trips() {
+        let raw = RawMessage {
+            topic: "dev-t".into(),
+            key: Some(vec![1, 2]),
+            headers: vec![("ce_type".into(), b"x".to_vec()), ("weird".into(), vec![0xff])],
+            value: vec![0, 159, 146, 150],
+            timestamp: None,
+        };
+        let d = Delivery {
+            raw: raw.clone(),
+            tag: DeliveryTag(1),
+            position: "17".into(),
+            attempt: 1,
+            event: Err("bad".into()),
+        };
+        let dl = dead_letter(&d, "dev-t-dlq", "g", Reason::Undecodable, "boom", 3);
+        assert_eq!(dl.topic, "dev-t-dlq");
+        assert_eq!(dl.value, raw.value);
+        assert_eq!(dl.key, raw.key);
+        assert_eq!(&dl.headers[..2], &raw.headers[..]);
+        assert_eq!(dl.header_str(DLQ_REASON), Some("undecodable"));
+        assert_eq!(dl.header_str(DLQ_ATTEMPTS), Some("3"));
+        assert_eq!(dl.header_str(DLQ_ORIGINAL_POSITION), Some("17"));
+        let back = original(&dl).unwrap();
+        assert_eq!(back, raw);
+    }
+}

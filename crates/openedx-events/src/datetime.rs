@@ -1,0 +1,283 @@
+//! Datetimes in the text form of Python's `datetime.isoformat()`.
+//!
+//! Every datetime on the bus (the `time` metadata and datetime payload fields)
+//! is written as Python writes it: `YYYY-MM-DDTHH:MM:SS[.ffffff][+HH:MM]`,
+//! with six fraction digits only when the microseconds are not zero and the
+//! offset only when the value has one. Older Python consumers (3.8-3.10)
+//! accept nothing else. Parsing accepts what `datetime.fromisoformat` accepts
+//! in practice: that form, `Z`, fractions of 1 to 9 digits, a space separator
+//! and offsets with or without colons.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
+
+/// A datetime as Python holds it: microsecond precision, with or without a
+/// UTC offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IsoDateTime {
+    naive: NaiveDateTime,
+    /// Offset east of UTC in seconds; `None` for a naive datetime.
+    offset: Option<i32>,
+}
+
+/// Text that is not an ISO 8601 datetime.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid isoformat string: {input:?} ({reason})")]
+pub struct DateTimeParseError {
+    input: String,
+    reason: &'static str,
+}
+
+impl IsoDateTime {
+    /// A UTC datetime (microseconds kept, nanoseconds dropped).
+    pub fn from_utc(t: DateTime<Utc>) -> Self {
+        IsoDateTime {
+            naive: truncate_micros(t.naive_utc()),
+            offset: Some(0),
+        }
+    }
+
+    /// The current time in UTC.
+    pub fn now() -> Self {
+        Self::from_utc(Utc::now())
+    }
+
+    /// The instant in UTC, or `None` for a naive datetime.
+    pub fn to_utc(&self) -> Option<DateTime<Utc>> {
+        let off = self.offset?;
+        let utc = self.naive - chrono::Duration::seconds(i64::from(off));
+        Some(DateTime::from_naive_utc_and_offset(utc, Utc))
+    }
+
+    /// The UTC offset in seconds, if any.
+    pub fn offset_seconds(&self) -> Option<i32> {
+        self.offset
+    }
+
+    /// Parse ISO 8601 text.
+    ///
+    /// ```
+    /// use openedx_events::datetime::IsoDateTime;
+    /// let t: IsoDateTime = "2024-05-06T07:08:09Z".parse().unwrap();
+    /// assert_eq!(t.to_string(), "2024-05-06T07:08:09+00:00");
+    /// let t: IsoDateTime = "2023-03-14T05:56:05.3143+00:00".parse().unwrap();
+    /// assert_eq!(t.to_string(), "2023-03-14T05:56:05.314300+00:00");
+    /// assert!("2023-13-01T00:00:00".parse::<IsoDateTime>().is_err());
+    /// ```
+    pub fn parse(input: &str) -> Result<Self, DateTimeParseError> {
+        let fail = |reason| DateTimeParseError {
+            input: input.to_string(),
+            reason,
+        };
+        let s = input.trim_end();
+        if s.len() < 10 || !s.is_char_boundary(10) {
+            return Err(fail("too short"));
+        }
+        let (date_part, rest) = s.split_at(10);
+        let date = parse_date(date_part).ok_or_else(|| fail("bad date"))?;
+        if rest.is_empty() {
+            return Ok(IsoDateTime {
+                naive: date.and_time(NaiveTime::MIN),
+                offset: None,
+            });
+        }
+        let mut chars = rest.chars();
+        match chars.next() {
+            Some('T' | 't' | ' ') => {}
+            _ => return Err(fail("expected 'T' between date and time")),
+        }
+        let rest = chars.as_str();
+        // Split the offset off the time.
+        let (time_part, offset) = match rest.find(['+', '-', 'Z', 'z']) {
+            Some(i) => {
+                let (t, o) = rest.split_at(i);
+                (t, Some(parse_offset(o).ok_or_else(|| fail("bad UTC offset"))?))
+            }
+            None => (rest, None),
+        };
+        let time = parse_time(time_part).ok_or_else(|| fail("bad time"))?;
+        Ok(IsoDateTime {
+            naive: date.and_time(time),
+            offset,
+        })
+    }
+}
+
+fn truncate_micros(t: NaiveDateTime) -> NaiveDateTime {
+    let micros = t.nanosecond() / 1000 * 1000;
+    t.with_nanosecond(micros).unwrap_or(t)
+}
+
+fn digits(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn parse_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(digits(&s[0..4])? as i32, digits(&s[5..7])?, digits(&s[8..10])?)
+}
+
+fn parse_time(s: &str) -> Option<NaiveTime> {
+    let (hms, frac) = match s.find(['.', ',']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let parts: Vec<&str> = hms.split(':').collect();
+    if parts.iter().any(|p| p.len() != 2) || parts.is_empty() || parts.len() > 3 {
+        return None;
+    }
+    let h = digits(parts[0])?;
+    let m = parts.get(1).map_or(Some(0), |p| digits(p))?;
+    let sec = parts.get(2).map_or(Some(0), |p| digits(p))?;
+    let micros = match frac {
+        None => 0,
+        Some(f) => {
+            if parts.len() != 3 || f.is_empty() || f.len() > 9 || !f.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let six: String = f.chars().chain(std::iter::repeat('0')).take(6).collect();
+            digits(&six)?
+        }
+    };
+    NaiveTime::from_hms_micro_opt(h, m, sec, micros)
+}
+
+/// `Z`, `+HH`, `+HH:MM`, `+HHMM`, `+HH:MM:SS` → seconds east of UTC.
+fn parse_offset(s: &str) -> Option<i32> {
+    if s == "Z" || s == "z" {
+        return Some(0);
+    }
+    let sign = match s.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let body = &s[1..];
+    let parts: Vec<&str> = if body.contains(':') {
+        body.split(':').collect()
+    } else if body.len() == 4 {
+        vec![&body[..2], &body[2..]]
+    } else {
+        vec![body]
+    };
+    if parts.iter().any(|p| p.len() != 2) || parts.len() > 3 {
+        return None;
+    }
+    let h = digits(parts[0])? as i32;
+    let m = parts.get(1).map_or(Some(0), |p| digits(p))? as i32;
+    let sec = parts.get(2).map_or(Some(0), |p| digits(p))? as i32;
+    if h > 23 || m > 59 || sec > 59 {
+        return None;
+    }
+    Some(sign * (h * 3600 + m * 60 + sec))
+}
+
+impl FromStr for IsoDateTime {
+    type Err = DateTimeParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        IsoDateTime::parse(s)
+    }
+}
+
+impl fmt::Display for IsoDateTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.naive;
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            d.year(),
+            d.month(),
+            d.day(),
+            d.hour(),
+            d.minute(),
+            d.second()
+        )?;
+        let micros = d.nanosecond() / 1000;
+        if micros != 0 {
+            write!(f, ".{micros:06}")?;
+        }
+        if let Some(off) = self.offset {
+            let sign = if off < 0 { '-' } else { '+' };
+            let a = off.unsigned_abs();
+            write!(f, "{sign}{:02}:{:02}", a / 3600, (a / 60) % 60)?;
+            if a % 60 != 0 {
+                write!(f, ":{:02}", a % 60)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Format a UTC instant as Python's `isoformat()` of an aware UTC datetime.
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// let t = Utc.with_ymd_and_hms(2023, 1, 1, 14, 0, 0).unwrap();
+/// assert_eq!(openedx_events::datetime::isoformat_utc(&t), "2023-01-01T14:00:00+00:00");
+/// ```
+pub fn isoformat_utc(t: &DateTime<Utc>) -> String {
+    IsoDateTime::from_utc(*t).to_string()
+}
+
+impl serde::Serialize for IsoDateTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for IsoDateTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_like_python() {
+        for (input, want) in [
+            ("2024-05-06T07:08:09+00:00", "2024-05-06T07:08:09+00:00"),
+            ("2024-05-06T07:08:09", "2024-05-06T07:08:09"),
+            ("2024-05-06 07:08:09.5-05:30", "2024-05-06T07:08:09.500000-05:30"),
+            ("2024-05-06T07:08:09.000000+00:00", "2024-05-06T07:08:09+00:00"),
+            ("2024-05-06T07:08+0100", "2024-05-06T07:08:00+01:00"),
+            ("2024-05-06", "2024-05-06T00:00:00"),
+            ("0001-01-01T00:00:00.000001+00:00", "0001-01-01T00:00:00.000001+00:00"),
+        ] {
+            assert_eq!(IsoDateTime::parse(input).unwrap().to_string(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in [
+            "",
+            "2024",
+            "2024-05-06X07:08",
+            "2024-05-06T25:00:00",
+            "2024-05-06T07:08:09+25:00",
+            "2024-05-06T07:08:09.+00:00",
+            "2024-05-06T07:08:09.1234567890",
+        ] {
+            assert!(IsoDateTime::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn utc_conversion() {
+        let t = IsoDateTime::parse("2024-05-06T07:08:09+02:00").unwrap();
+        assert_eq!(isoformat_utc(&t.to_utc().unwrap()), "2024-05-06T05:08:09+00:00");
+        assert!(IsoDateTime::parse("2024-05-06T07:08:09").unwrap().to_utc().is_none());
+    }
+}
