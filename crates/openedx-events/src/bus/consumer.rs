@@ -11,7 +11,7 @@
 //! returns an error so a supervisor restarts the process. Shutdown stops
 //! receiving, lets the message in hand finish, and hands the rest back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,8 @@ pub struct ConsumerStats {
     pub hook_failures: u64,
     /// Failed receives.
     pub poll_failures: u64,
+    /// Duplicate events skipped (deduplication window).
+    pub duplicates_skipped: u64,
     /// Time spent consuming.
     pub elapsed: Duration,
 }
@@ -78,6 +80,23 @@ struct LoopState {
     stats: ConsumerStats,
     /// Attempts made per message (topic@position) while it is retried.
     attempts: HashMap<String, u32>,
+    /// Ids of recently processed events, oldest first (deduplication).
+    recent: VecDeque<uuid::Uuid>,
+    recent_set: HashSet<uuid::Uuid>,
+}
+
+impl LoopState {
+    fn remember(&mut self, id: uuid::Uuid, window: usize) {
+        if window == 0 || !self.recent_set.insert(id) {
+            return;
+        }
+        self.recent.push_back(id);
+        while self.recent.len() > window {
+            if let Some(old) = self.recent.pop_front() {
+                self.recent_set.remove(&old);
+            }
+        }
+    }
 }
 
 impl LoopState {
@@ -143,6 +162,8 @@ impl EventBusConsumer {
             last_error: String::new(),
             stats: ConsumerStats::default(),
             attempts: HashMap::new(),
+            recent: VecDeque::new(),
+            recent_set: HashSet::new(),
         };
         if !o.enabled {
             tracing::error!(backend = %self.transport.name(), "event bus consumers are not enabled, exiting");
@@ -309,6 +330,16 @@ impl EventBusConsumer {
             Ok(event) => event,
             Err((reason, error)) => return self.dead_letter(sub, &d, st, reason, &error, 1).await,
         };
+        if o.deduplication_window > 0 && st.recent_set.contains(&event.metadata.id) {
+            tracing::info!(target: "event_bus::audit", topic = %d.raw.topic, message_id = %message_id,
+                position = %d.position, "duplicate event skipped (already processed)");
+            if let Err(e) = sub.ack(d.tag).await {
+                return self.ack_failed(e, st);
+            }
+            st.stats.duplicates_skipped += 1;
+            st.stats.processed += 1;
+            return Ok(Handled::Processed);
+        }
         let key = format!("{}@{}", d.raw.topic, d.position);
         let mut attempt = st
             .attempts
@@ -319,6 +350,7 @@ impl EventBusConsumer {
             + 1;
         let mut blocked = Duration::ZERO;
         let Some(signal) = self.registry.get(event.event_type.name()) else {
+            // decode() found it a moment ago; only a concurrent change gets here.
             return self
                 .dead_letter(sub, &d, st, Reason::UnknownEventType, "event type is not registered", 1)
                 .await;
@@ -340,6 +372,7 @@ impl EventBusConsumer {
                 }
                 st.stats.processed += 1;
                 st.consecutive_errors = 0;
+                st.remember(event.metadata.id, o.deduplication_window);
                 metrics::counter!("event_bus_messages_processed_total").increment(1);
                 if o.audit_log {
                     tracing::info!(target: "event_bus::audit", topic = %d.raw.topic, message_id = %message_id,

@@ -60,6 +60,7 @@ pub const CORE_SETTINGS: &[&str] = &[
     "EVENT_BUS_DEAD_LETTER_ENABLED",
     "EVENT_BUS_DEAD_LETTER_TOPIC",
     "EVENT_BUS_ALLOW_TRAILING_BYTES",
+    "EVENT_BUS_CONSUMER_DEDUPLICATION_WINDOW",
 ];
 
 /// Why the bus cannot be built or used.

@@ -83,6 +83,10 @@ pub struct ConsumerOptions {
     pub allow_trailing_bytes: bool,
     /// Stop after handling this many messages (processed or dead-lettered).
     pub limit: Option<u64>,
+    /// Skip events whose id was processed among the last this-many events
+    /// (an idempotent-consumer guard against duplicate publishes; 0 = off,
+    /// the default, since operators replay on purpose).
+    pub deduplication_window: usize,
 }
 
 impl ConsumerOptions {
@@ -106,6 +110,7 @@ impl ConsumerOptions {
             dead_letter_topic: None,
             allow_trailing_bytes: true,
             limit: None,
+            deduplication_window: 0,
         }
     }
 
@@ -190,6 +195,9 @@ impl ConsumerOptions {
         }
         if let Some(v) = settings.bool("EVENT_BUS_ALLOW_TRAILING_BYTES")? {
             self.allow_trailing_bytes = v;
+        }
+        if let Some(v) = settings.u64("EVENT_BUS_CONSUMER_DEDUPLICATION_WINDOW")? {
+            self.deduplication_window = v as usize;
         }
         if let Some(v) = settings.string("EVENT_BUS_CONSUMER_START")? {
             self.start = match v.as_str() {

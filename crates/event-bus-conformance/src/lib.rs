@@ -1,0 +1,157 @@
+//! # event-bus-conformance
+//!
+//! The behaviour every openedx-event-bus backend must show against its real
+//! broker: Watermill's universal pub/sub cases (publish-subscribe with ids,
+//! payloads and metadata intact, concurrency, topic isolation, redelivery
+//! after nack, ordering, close and reopen, consumer groups, broker restart)
+//! and the event bus's own (dead letters with reason, retries with backoff
+//! that do not block the stream, poison messages, graceful shutdown with
+//! in-flight messages, replay from a time, header fidelity, payloads near the
+//! size limit, duplicate event ids).
+//!
+//! A backend's test file describes how to reach the broker and invokes the
+//! groups of cases whose promises it makes; a group it does not invoke is a
+//! promise it does not make (say why in a comment there):
+//!
+//! ```text
+//! struct Memory(MemoryBroker);
+//! #[async_trait]
+//! impl BackendUnderTest for Memory {
+//!     async fn transport(&self) -> Arc<dyn Transport> { Arc::new(self.0.transport()) }
+//! }
+//! fn backend() -> Memory { Memory(MemoryBroker::new()) }
+//! event_bus_conformance::conformance_tests!(core, backend());
+//! event_bus_conformance::conformance_tests!(groups, backend());
+//! event_bus_conformance::conformance_tests!(ordered, backend());
+//! ```
+
+pub mod consume_loop;
+pub mod pubsub;
+pub mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use openedx_events::bus::Transport;
+
+pub use support::*;
+
+/// How the suite reaches the backend under test.
+#[async_trait]
+pub trait BackendUnderTest: Send + Sync {
+    /// A new connection to the broker, as a new process would open. Every
+    /// call must give an independent connection to the same broker.
+    async fn transport(&self) -> Arc<dyn Transport>;
+
+    /// Restart the broker (for the `restart` group); when it returns, the
+    /// broker is accepting connections again.
+    async fn restart_broker(&self) -> Result<(), String> {
+        Err("this backend has no restart command".into())
+    }
+
+    /// A unique topic name for a case.
+    fn topic(&self, case: &str) -> String {
+        format!(
+            "conformance-{case}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        )
+    }
+
+    /// How long to wait for messages before failing a case.
+    fn patience(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+
+    /// Extra options the backend needs on every subscription (e.g. a short
+    /// idle time before claiming), merged into `SubscribeRequest::extras`.
+    fn subscribe_extras(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
+}
+
+/// Generate one `#[tokio::test]` per case of a group, each with its own
+/// backend from `$make` (an expression).
+///
+/// Groups: `core` (every backend), `groups` (consumer groups), `ordered`
+/// (per-key order and ordered redelivery), `persistent` (messages survive a
+/// subscriber's close; unacknowledged ones are redelivered), `replay` (a new
+/// group reads older messages), `seek_time` (replay from a time), `restart`
+/// (survive a broker restart).
+#[macro_export]
+macro_rules! conformance_tests {
+    (core, $make:expr) => {
+        $crate::__conformance_cases!($make;
+            pubsub::publish_subscribe,
+            pubsub::many_topics,
+            pubsub::resend_on_nack,
+            pubsub::concurrent_close,
+            pubsub::continue_after_errors,
+            pubsub::publisher_flush,
+            pubsub::topic_isolation,
+            pubsub::header_and_metadata_fidelity,
+            pubsub::payload_near_size_limit,
+            consume_loop::dead_letter_with_reason,
+            consume_loop::retry_with_backoff,
+            consume_loop::retry_does_not_block_the_stream,
+            consume_loop::poison_messages_do_not_stop_the_stream,
+            consume_loop::graceful_shutdown_with_in_flight_messages,
+            consume_loop::duplicate_event_id,
+            consume_loop::dead_letters_can_be_requeued
+        );
+    };
+    (groups, $make:expr) => {
+        $crate::__conformance_cases!($make;
+            pubsub::concurrent_subscribe,
+            pubsub::two_groups_each_get_everything
+        );
+    };
+    (ordered, $make:expr) => {
+        $crate::__conformance_cases!($make;
+            pubsub::no_next_message_before_ack,
+            pubsub::per_key_order
+        );
+    };
+    (persistent, $make:expr) => {
+        $crate::__conformance_cases!($make;
+            pubsub::continue_after_subscribe_close,
+            pubsub::unacked_messages_redelivered_after_close
+        );
+    };
+    (replay, $make:expr) => {
+        $crate::__conformance_cases!($make; pubsub::new_group_receives_old_messages);
+    };
+    (seek_time, $make:expr) => {
+        $crate::__conformance_cases!($make; consume_loop::replay_from_time);
+    };
+    (restart, $make:expr) => {
+        $crate::__conformance_cases!($make; pubsub::reconnect_after_broker_restart);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($make:expr; $($module:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let backend = $make;
+                $crate::run_case(stringify!($case), &backend, |b| Box::pin($crate::$module::$case(b))).await;
+            }
+        )*
+    };
+}
+
+/// Run one case with an overall time limit, so a hung broker fails the case
+/// with a clear message instead of hanging the test run.
+pub async fn run_case<'a, B: BackendUnderTest>(
+    name: &str,
+    backend: &'a B,
+    case: impl FnOnce(&'a B) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>,
+) {
+    let limit = backend.patience() * 4;
+    if tokio::time::timeout(limit, case(backend)).await.is_err() {
+        panic!("conformance case {name} did not finish within {limit:?}");
+    }
+}
