@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 ///
 /// Panics with a clear message when it cannot be found: the tests that need
 /// it must fail, not pass silently.
+#[allow(clippy::panic)] // a test helper: failing loudly is its job
 pub fn shared_vectors_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("OPENEDX_EVENT_BUS_VECTORS") {
         return PathBuf::from(dir);
