@@ -287,7 +287,8 @@ pub trait Transport: Send + Sync + 'static {
 #[async_trait]
 pub trait Subscription: Send {
     /// Up to `max` messages, waiting up to `wait` for the first one; an empty
-    /// vector means nothing arrived in time.
+    /// vector means nothing arrived in time. The loop always awaits it to the
+    /// end (it is never cancelled midway).
     async fn receive(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, TransportError>;
 
     /// The message was handled; it is never delivered to this group again.
@@ -308,6 +309,9 @@ pub trait Subscription: Send {
     }
 
     /// Leave the group: acks are flushed and unacknowledged messages become
-    /// available to the other members. Idempotent.
+    /// available to the other members: at once where the broker can release
+    /// them, otherwise when the broker's own rule applies (a Redis pending
+    /// entry is claimed after its idle time; a restarted consumer of the same
+    /// name recovers it). Idempotent.
     async fn close(&mut self) -> Result<(), TransportError>;
 }

@@ -1,0 +1,127 @@
+//! Connections with a time limit on every call, and Redis errors as
+//! transport errors (with the password scrubbed).
+
+use std::time::Duration;
+
+use openedx_events::bus::transport::{TransportError, TransportErrorKind};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, RedisError, ServerErrorKind, Value};
+
+use crate::config::{RedisConfig, Secret};
+
+/// A reconnecting connection (`ConnectionManager`: reconnects with backoff
+/// after a dropped connection) whose every call is bounded in time.
+#[derive(Clone)]
+pub(crate) struct Conn {
+    manager: ConnectionManager,
+    timeout: Duration,
+    secret: Secret,
+}
+
+/// What kind of connection to open.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// Short commands; the client's own response timeout is the command
+    /// timeout.
+    Commands,
+    /// Blocking reads (`XREADGROUP ... BLOCK`): no client response timeout;
+    /// each call gets its own limit.
+    Blocking,
+}
+
+impl Conn {
+    /// A lazily connected manager: the first call connects.
+    pub(crate) fn open(client: &redis::Client, config: &RedisConfig, purpose: Purpose) -> Result<Self, TransportError> {
+        let response_timeout = match purpose {
+            Purpose::Commands => Some(config.command_timeout),
+            Purpose::Blocking => None,
+        };
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.command_timeout))
+            .set_response_timeout(response_timeout)
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
+        let secret = config.secret();
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
+            .map_err(|e| from_redis("cannot set up a Redis connection", &e, &secret))?;
+        Ok(Conn {
+            manager,
+            timeout: config.command_timeout,
+            secret,
+        })
+    }
+
+    /// Run a command within the command timeout.
+    pub(crate) async fn query(&self, what: &str, cmd: &Cmd) -> Result<Value, TransportError> {
+        self.query_within(what, cmd, self.timeout).await
+    }
+
+    /// Run a command within `limit`. A dropped connection is retried once
+    /// (the manager has started reconnecting by then), so a broker restart
+    /// costs a reconnect, not an error.
+    pub(crate) async fn query_within(&self, what: &str, cmd: &Cmd, limit: Duration) -> Result<Value, TransportError> {
+        match self.once(what, cmd, limit).await {
+            Err((e, true)) => {
+                tracing::debug!(error = %e, "Redis connection dropped; retrying once on a new connection");
+                self.once(what, cmd, limit).await.map_err(|(e, _)| e)
+            }
+            other => other.map_err(|(e, _)| e),
+        }
+    }
+
+    /// One attempt: the error, and whether it was a dropped connection.
+    async fn once(&self, what: &str, cmd: &Cmd, limit: Duration) -> Result<Value, (TransportError, bool)> {
+        let mut manager = self.manager.clone();
+        match tokio::time::timeout(limit, cmd.query_async::<Value>(&mut manager)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                let dropped = e.is_connection_dropped() || (e.is_io_error() && !e.is_timeout());
+                Err((from_redis(what, &e, &self.secret), dropped))
+            }
+            Err(_) => Err((
+                TransportError::new(
+                    TransportErrorKind::Timeout,
+                    format!("{what}: no reply from Redis within {limit:?} (EVENT_BUS_REDIS_COMMAND_TIMEOUT)"),
+                ),
+                false,
+            )),
+        }
+    }
+
+    /// The command timeout.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+/// A Redis error as a transport error: authentication and permission
+/// failures are fatal, a bad URL is a configuration error, I/O failures and
+/// a server that is loading or failing over are connection errors (retried
+/// later), other server errors are rejections.
+pub(crate) fn from_redis(what: &str, e: &RedisError, secret: &Secret) -> TransportError {
+    use redis::ErrorKind as K;
+    let code = e.code().unwrap_or_default();
+    let kind = if matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM") || e.kind() == K::AuthenticationFailed {
+        TransportErrorKind::Fatal
+    } else {
+        match e.kind() {
+            K::InvalidClientConfig => TransportErrorKind::Config,
+            K::Io if e.is_timeout() => TransportErrorKind::Timeout,
+            K::Io => TransportErrorKind::Connection,
+            K::Server(
+                ServerErrorKind::BusyLoading
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::ReadOnly,
+            ) => TransportErrorKind::Connection,
+            K::Server(_) | K::Extension => TransportErrorKind::Rejected,
+            _ => TransportErrorKind::Other,
+        }
+    };
+    let hint = match kind {
+        TransportErrorKind::Fatal => " (check the user and password of EVENT_BUS_REDIS_CONNECTION_URL)",
+        _ => "",
+    };
+    TransportError::new(kind, secret.scrub(format!("{what}: {e}{hint}")))
+}
