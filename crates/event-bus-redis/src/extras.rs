@@ -173,8 +173,17 @@ mod tests {
         let e = parse(json!({"skip_backlog": true, "last_read_msg_id": null})).expect("valid");
         assert!(e.skip_backlog);
         let defaults = parse(json!({})).expect("empty");
-        assert_eq!(defaults.claim_msgs_older_than, Some(DEFAULT_CLAIM_AFTER), "claiming is on by default");
-        assert_eq!(parse(json!({"claim_msgs_older_than": 0})).expect("off").claim_msgs_older_than, None);
+        assert_eq!(
+            defaults.claim_msgs_older_than,
+            Some(DEFAULT_CLAIM_AFTER),
+            "claiming is on by default"
+        );
+        assert_eq!(
+            parse(json!({"claim_msgs_older_than": 0}))
+                .expect("off")
+                .claim_msgs_older_than,
+            None
+        );
     }
 
     #[test]

@@ -14,7 +14,10 @@ use serde_json::Value as Json;
 /// schema, and the event with the largest sample.
 pub const EVENTS: [(&str, &str); 3] = [
     ("enrollment", "org.openedx.learning.course.enrollment.created.v1"),
-    ("largest_schema", "org.openedx.enterprise.learner_credit_course_enrollment.revoked.v1"),
+    (
+        "largest_schema",
+        "org.openedx.enterprise.learner_credit_course_enrollment.revoked.v1",
+    ),
     ("largest_sample", "org.openedx.learning.ora.submission.created.v1"),
 ];
 
@@ -24,7 +27,12 @@ fn sample(event_type: &str) -> (Json, Vec<u8>) {
     text.lines()
         .map(|l| serde_json::from_str::<Json>(l).expect("json"))
         .filter(|j| j["event_type"] == event_type)
-        .map(|j| (j["data"].clone(), hex::decode(j["avro_hex"].as_str().expect("hex")).expect("hex")))
+        .map(|j| {
+            (
+                j["data"].clone(),
+                hex::decode(j["avro_hex"].as_str().expect("hex")).expect("hex"),
+            )
+        })
         .max_by_key(|(_, b)| b.len())
         .expect("a sample")
 }
@@ -35,8 +43,12 @@ fn codec(c: &mut Criterion) {
         let (json, bytes) = sample(event_type);
         let data = t.data_from_json(&json).expect("valid sample");
         assert_eq!(t.encode_data(&data).expect("encode"), bytes);
-        c.bench_function(&format!("encode/{name}"), |b| b.iter(|| t.encode_data(black_box(&data)).expect("encode")));
-        c.bench_function(&format!("decode/{name}"), |b| b.iter(|| t.decode_data(black_box(&bytes)).expect("decode")));
+        c.bench_function(&format!("encode/{name}"), |b| {
+            b.iter(|| t.encode_data(black_box(&data)).expect("encode"))
+        });
+        c.bench_function(&format!("decode/{name}"), |b| {
+            b.iter(|| t.decode_data(black_box(&bytes)).expect("decode"))
+        });
         c.bench_function(&format!("decode_validated/{name}"), |b| {
             b.iter(|| {
                 let mut d = t.decode_data(black_box(&bytes)).expect("decode");

@@ -66,6 +66,10 @@ pub enum ConsumerError {
     Fatal(TransportError),
 }
 
+/// How often a backend is asked to keep the messages in hand while a
+/// receiver runs.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
 enum Handled {
     Processed,
     DeadLettered,
@@ -341,13 +345,10 @@ impl EventBusConsumer {
             return Ok(Handled::Processed);
         }
         let key = format!("{}@{}", d.raw.topic, d.position);
-        let mut attempt = st
-            .attempts
-            .get(&key)
-            .copied()
-            .unwrap_or(0)
-            .max(d.attempt.saturating_sub(1))
-            + 1;
+        // Handling attempts are counted by this consumer, not taken from the
+        // broker's delivery count: a message handed back at a shutdown or a
+        // rebalance was delivered again without failing.
+        let mut attempt = st.attempts.get(&key).copied().unwrap_or(0) + 1;
         let mut blocked = Duration::ZERO;
         let Some(signal) = self.registry.get(event.event_type.name()) else {
             // decode() found it a moment ago; only a concurrent change gets here.
@@ -357,7 +358,24 @@ impl EventBusConsumer {
         };
         loop {
             let started = Instant::now();
-            let failures: Vec<String> = match signal.dispatch(event.clone(), false).await {
+            let outcome = {
+                // Long handlers keep their message: the backend renews its
+                // lease every few seconds meanwhile.
+                let dispatch = signal.dispatch(event.clone(), false);
+                tokio::pin!(dispatch);
+                let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+                loop {
+                    tokio::select! {
+                        r = &mut dispatch => break r,
+                        _ = ticker.tick() => {
+                            if let Err(e) = sub.keep_alive().await {
+                                tracing::warn!(error = %e, position = %d.position, "could not extend the message's lease");
+                            }
+                        }
+                    }
+                }
+            };
+            let failures: Vec<String> = match outcome {
                 Ok(outcomes) => outcomes
                     .iter()
                     .filter_map(|o| o.result.as_ref().err().map(|e| format!("{}: {e}", o.receiver)))

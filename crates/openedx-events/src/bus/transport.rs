@@ -17,7 +17,13 @@
 //!   commit up to the lowest unacknowledged message.
 //! - `nack(delay)` makes the message available to the group again, no sooner
 //!   than `delay`. `Delivery::attempt` counts deliveries of the same message
-//!   (1 for the first) where the broker or backend can know it.
+//!   (1 for the first) where the broker or backend can know it; it is
+//!   informational (audit log): the loop counts handling failures itself.
+//! - `close()` and dropping a subscription release what it holds; `ack` and
+//!   `nack` after `close` do nothing. `seek` moves the whole group; messages
+//!   held by members are still theirs to ack.
+//! - `publish_raw` keeps key, headers and value byte for byte; the broker
+//!   sets the timestamp. `max_message_bytes` counts key, headers and value.
 //! - Nothing here may panic on bytes from the wire: a message whose headers
 //!   cannot be understood is still delivered, with `event` set to the reason,
 //!   so the loop can dead-letter it and go on.
@@ -299,6 +305,13 @@ pub trait Subscription: Send {
 
     /// Make buffered acknowledgements durable.
     async fn flush_acks(&mut self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    /// Still working on the messages in hand: extend their leases. The loop
+    /// calls this every few seconds while a receiver runs, so a slow handler
+    /// does not see its message given to another member.
+    async fn keep_alive(&mut self) -> Result<(), TransportError> {
         Ok(())
     }
 

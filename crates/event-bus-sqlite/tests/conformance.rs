@@ -1,0 +1,61 @@
+//! The SQLite backend against the shared conformance suite: every group.
+//! Each case gets its own database file; every `transport()` opens a new
+//! connection to it, as a new process would.
+//!
+//! SQLite has no broker process to restart: for the `restart` group the
+//! nearest event is the write-ahead log being checkpointed and truncated by
+//! another connection while the case's connections are live, which is what
+//! `restart_broker` does.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use event_bus_conformance::{conformance_tests, BackendUnderTest};
+use event_bus_sqlite::{SqliteOptions, SqliteTransport};
+use openedx_events::bus::Transport;
+
+struct Sqlite {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn options() -> SqliteOptions {
+    SqliteOptions {
+        poll_interval: Duration::from_millis(5),
+        ..SqliteOptions::default()
+    }
+}
+
+#[async_trait]
+impl BackendUnderTest for Sqlite {
+    async fn transport(&self) -> Arc<dyn Transport> {
+        Arc::new(SqliteTransport::open(&self.path, options()).expect("open the database"))
+    }
+
+    async fn restart_broker(&self) -> Result<(), String> {
+        let conn = rusqlite::Connection::open(&self.path).map_err(|e| e.to_string())?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| e.to_string())
+    }
+
+    fn patience(&self) -> Duration {
+        Duration::from_secs(20)
+    }
+}
+
+fn backend() -> Sqlite {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bus.db");
+    Sqlite { _dir: dir, path }
+}
+
+conformance_tests!(core, backend());
+conformance_tests!(groups, backend());
+conformance_tests!(ordered, backend());
+conformance_tests!(persistent, backend());
+conformance_tests!(replay, backend());
+conformance_tests!(seek_time, backend());
+conformance_tests!(restart, backend());
