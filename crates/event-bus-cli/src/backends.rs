@@ -21,7 +21,7 @@ pub fn backends() -> Backends {
     }
     #[cfg(feature = "pulsar")]
     {
-        // backends = backends.with(std::sync::Arc::new(event_bus_pulsar::PulsarBackend));
+        backends = backends.with(std::sync::Arc::new(event_bus_pulsar::PulsarBackend));
     }
     backends
 }

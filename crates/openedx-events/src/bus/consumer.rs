@@ -304,13 +304,10 @@ impl EventBusConsumer {
         st.stats.received += 1;
         metrics::counter!("event_bus_messages_received_total").increment(1);
         let o = &self.options;
-        let message_id = d.event.as_ref().map(|e| e.metadata.id.to_string()).unwrap_or_default();
+        // Formatted only when a log line is written.
+        let message_id = Lazy(d.event.as_ref().ok().map(|e| e.metadata.id));
         if o.audit_log {
-            let event_time = d
-                .event
-                .as_ref()
-                .map(|e| isoformat_utc(&e.metadata.time))
-                .unwrap_or_default();
+            let event_time = Lazy(d.event.as_ref().ok().map(|e| IsoTime(e.metadata.time)));
             tracing::info!(target: "event_bus::audit", topic = %d.raw.topic, message_id = %message_id,
                 position = %d.position, attempt = d.attempt, event_time = %event_time, "message received");
         }
@@ -348,7 +345,7 @@ impl EventBusConsumer {
         // Handling attempts are counted by this consumer, not taken from the
         // broker's delivery count: a message handed back at a shutdown or a
         // rebalance was delivered again without failing.
-        let mut attempt = st.attempts.get(&key).copied().unwrap_or(0) + 1;
+        let mut attempt = if st.attempts.is_empty() { 1 } else { st.attempts.get(&key).copied().unwrap_or(0) + 1 };
         let mut blocked = Duration::ZERO;
         let Some(signal) = self.registry.get(event.event_type.name()) else {
             // decode() found it a moment ago; only a concurrent change gets here.
@@ -363,13 +360,21 @@ impl EventBusConsumer {
                 // lease every few seconds meanwhile.
                 let dispatch = signal.dispatch(event.clone(), false);
                 tokio::pin!(dispatch);
-                let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
-                loop {
-                    tokio::select! {
-                        r = &mut dispatch => break r,
-                        _ = ticker.tick() => {
-                            if let Err(e) = sub.keep_alive().await {
-                                tracing::warn!(error = %e, position = %d.position, "could not extend the message's lease");
+                match futures::FutureExt::now_or_never(&mut dispatch) {
+                    // Synchronous receivers finish at once: no timer needed.
+                    Some(r) => r,
+                    None => {
+                        let start = tokio::time::Instant::now() + KEEP_ALIVE;
+                        let mut ticker = tokio::time::interval_at(start, KEEP_ALIVE);
+                        loop {
+                            tokio::select! {
+                                r = &mut dispatch => break r,
+                                _ = ticker.tick() => {
+                                    if let Err(e) = sub.keep_alive().await {
+                                        tracing::warn!(error = %e, position = %d.position,
+                                            "could not extend the message's lease");
+                                    }
+                                }
                             }
                         }
                     }
@@ -542,6 +547,27 @@ async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => false,
         _ = shutdown.cancelled() => true,
+    }
+}
+
+/// Formats its content only when displayed (log fields that are often off).
+struct Lazy<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for Lazy<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A UTC time shown in Python isoformat.
+struct IsoTime(chrono::DateTime<chrono::Utc>);
+
+impl std::fmt::Display for IsoTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&isoformat_utc(&self.0))
     }
 }
 

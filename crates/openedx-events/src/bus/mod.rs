@@ -61,6 +61,8 @@ pub const CORE_SETTINGS: &[&str] = &[
     "EVENT_BUS_DEAD_LETTER_TOPIC",
     "EVENT_BUS_ALLOW_TRAILING_BYTES",
     "EVENT_BUS_CONSUMER_DEDUPLICATION_WINDOW",
+    // Read by the `event-bus` command, not the library: its log filter.
+    "EVENT_BUS_LOG",
 ];
 
 /// Why the bus cannot be built or used.
