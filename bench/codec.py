@@ -29,7 +29,8 @@ def vectors():
 
 
 def criterion_ns(group, name):
-    est = ROOT / "target" / "criterion" / group / name / "new" / "estimates.json"
+    # criterion names the directory after the benchmark id, "/" replaced by "_".
+    est = ROOT / "target" / "criterion" / f"{group}_{name}" / "new" / "estimates.json"
     return json.loads(est.read_text())["median"]["point_estimate"]
 
 

@@ -73,7 +73,7 @@ fn field_code(fields: &[FieldInfo]) -> (Vec<TokenStream2>, Vec<TokenStream2>, Ve
     let mut defs = Vec::new();
     let mut pushes = Vec::new();
     let mut takes = Vec::new();
-    for (i, f) in fields.iter().enumerate() {
+    for f in fields {
         let (ident, name, ty) = (&f.ident, &f.name, &f.ty);
         defs.push(quote! {
             ::openedx_events::types::FieldDef {
@@ -83,22 +83,13 @@ fn field_code(fields: &[FieldInfo]) -> (Vec<TokenStream2>, Vec<TokenStream2>, Ve
             }
         });
         pushes.push(quote! {
-            rec.push(names[#i].clone(), ::openedx_events::data::AvroData::to_value(&self.#ident));
+            rec.push(#name, ::openedx_events::data::AvroData::to_value(&self.#ident));
         });
         takes.push(quote! {
             #ident: ::openedx_events::data::take_field::<#ty>(&mut rec, #name)?
         });
     }
     (defs, pushes, takes)
-}
-
-fn names_static(fields: &[FieldInfo]) -> TokenStream2 {
-    let n = fields.len();
-    let names = fields.iter().map(|f| &f.name);
-    quote! {
-        static NAMES: ::std::sync::OnceLock<[::std::sync::Arc<str>; #n]> = ::std::sync::OnceLock::new();
-        let names = NAMES.get_or_init(|| [#(::std::sync::Arc::from(#names)),*]);
-    }
 }
 
 fn expand_record(input: &DeriveInput) -> syn::Result<TokenStream2> {
@@ -119,7 +110,6 @@ fn expand_record(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let fields = named_fields(input)?;
     let n = fields.len();
     let (defs, pushes, takes) = field_code(&fields);
-    let names = names_static(&fields);
     Ok(quote! {
         impl ::openedx_events::data::AvroData for #ident {
             fn data_type() -> ::openedx_events::types::DataType {
@@ -135,7 +125,6 @@ fn expand_record(input: &DeriveInput) -> syn::Result<TokenStream2> {
             }
 
             fn to_value(&self) -> ::openedx_events::value::Value {
-                #names
                 let mut rec = ::openedx_events::value::Record::with_capacity(#n);
                 #(#pushes)*
                 ::openedx_events::value::Value::Record(rec)
@@ -182,7 +171,6 @@ fn expand_event(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let fields = named_fields(input)?;
     let n = fields.len();
     let (defs, pushes, takes) = field_code(&fields);
-    let names = names_static(&fields);
     Ok(quote! {
         impl ::openedx_events::data::OpenEdxEvent for #ident {
             const EVENT_TYPE: &'static str = #event_type;
@@ -198,7 +186,6 @@ fn expand_event(input: &DeriveInput) -> syn::Result<TokenStream2> {
             }
 
             fn to_data(&self) -> ::openedx_events::value::Record {
-                #names
                 let mut rec = ::openedx_events::value::Record::with_capacity(#n);
                 #(#pushes)*
                 rec

@@ -253,13 +253,13 @@ impl<T: AvroData> AvroData for BTreeMap<String, T> {
 }
 
 macro_rules! string_custom_type {
-    ($t:ty, $kind:expr) => {
+    ($t:ty, $kind:expr, $text:expr) => {
         impl AvroData for $t {
             fn data_type() -> DataType {
                 DataType::Custom($kind)
             }
             fn to_value(&self) -> Value {
-                Value::String(self.to_string())
+                Value::String($text(self))
             }
             fn from_value(value: Value) -> Result<Self, DataError> {
                 match value {
@@ -271,15 +271,29 @@ macro_rules! string_custom_type {
     };
 }
 
-string_custom_type!(keys::CourseKey, CustomType::CourseKey);
-string_custom_type!(keys::CcxLocator, CustomType::CcxLocator);
-string_custom_type!(keys::UsageKey, CustomType::UsageKey);
-string_custom_type!(keys::LibraryLocatorV2, CustomType::LibraryLocatorV2);
-string_custom_type!(keys::LibraryUsageLocatorV2, CustomType::LibraryUsageLocatorV2);
-string_custom_type!(keys::LibraryCollectionLocator, CustomType::LibraryCollectionLocator);
-string_custom_type!(keys::LibraryContainerLocator, CustomType::LibraryContainerLocator);
-string_custom_type!(IsoDateTime, CustomType::DateTime);
-string_custom_type!(uuid::Uuid, CustomType::Uuid);
+fn key_text(k: &impl AsRef<str>) -> String {
+    k.as_ref().to_owned()
+}
+
+string_custom_type!(keys::CourseKey, CustomType::CourseKey, key_text);
+string_custom_type!(keys::CcxLocator, CustomType::CcxLocator, key_text);
+string_custom_type!(keys::UsageKey, CustomType::UsageKey, key_text);
+string_custom_type!(keys::LibraryLocatorV2, CustomType::LibraryLocatorV2, key_text);
+string_custom_type!(keys::LibraryUsageLocatorV2, CustomType::LibraryUsageLocatorV2, key_text);
+string_custom_type!(
+    keys::LibraryCollectionLocator,
+    CustomType::LibraryCollectionLocator,
+    key_text
+);
+string_custom_type!(
+    keys::LibraryContainerLocator,
+    CustomType::LibraryContainerLocator,
+    key_text
+);
+string_custom_type!(IsoDateTime, CustomType::DateTime, |t: &IsoDateTime| t.to_string());
+string_custom_type!(uuid::Uuid, CustomType::Uuid, |u: &uuid::Uuid| u
+    .hyphenated()
+    .to_string());
 
 /// A file handle (`typing.BinaryIO`): allowed in a payload, but it has no
 /// Avro mapping, so an event that carries one cannot travel on the bus.

@@ -67,6 +67,9 @@ impl IsoDateTime {
     /// assert!("2023-13-01T00:00:00".parse::<IsoDateTime>().is_err());
     /// ```
     pub fn parse(input: &str) -> Result<Self, DateTimeParseError> {
+        if let Some(t) = parse_canonical(input.as_bytes()) {
+            return Ok(t);
+        }
         let fail = |reason| DateTimeParseError {
             input: input.to_string(),
             reason,
@@ -103,6 +106,52 @@ impl IsoDateTime {
             offset,
         })
     }
+}
+
+/// The text Python writes (`YYYY-MM-DDTHH:MM:SS[.ffffff][+HH:MM]`), parsed
+/// without the general parser's allocations: the hot path of every consumed
+/// event with a datetime.
+fn parse_canonical(b: &[u8]) -> Option<IsoDateTime> {
+    fn num(b: &[u8]) -> Option<u32> {
+        let mut n = 0u32;
+        for &c in b {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + u32::from(c - b'0');
+        }
+        Some(n)
+    }
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let date = NaiveDate::from_ymd_opt(num(&b[0..4])? as i32, num(&b[5..7])?, num(&b[8..10])?)?;
+    let (mut rest, mut micros) = (&b[19..], 0);
+    if rest.first() == Some(&b'.') {
+        if rest.len() < 7 {
+            return None;
+        }
+        micros = num(&rest[1..7])?;
+        rest = &rest[7..];
+    }
+    let time = NaiveTime::from_hms_micro_opt(num(&b[11..13])?, num(&b[14..16])?, num(&b[17..19])?, micros)?;
+    let offset = match rest {
+        [] => None,
+        [b'Z'] => Some(0),
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let (h, m) = (num(&[*h1, *h2])?, num(&[*m1, *m2])?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let off = (h * 3600 + m * 60) as i32;
+            Some(if *sign == b'-' { -off } else { off })
+        }
+        _ => return None,
+    };
+    Some(IsoDateTime {
+        naive: date.and_time(time),
+        offset,
+    })
 }
 
 fn truncate_micros(t: NaiveDateTime) -> NaiveDateTime {
@@ -187,32 +236,68 @@ impl FromStr for IsoDateTime {
     }
 }
 
-impl fmt::Display for IsoDateTime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl IsoDateTime {
+    /// Write the isoformat text into `out`, returning its length (at most 35
+    /// bytes); digits by hand, since this runs for every datetime on the bus.
+    fn write_iso(&self, out: &mut [u8; 40]) -> usize {
+        fn put(out: &mut [u8; 40], at: &mut usize, n: u32, width: usize) {
+            let mut n = n;
+            for i in (0..width).rev() {
+                out[*at + i] = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+            *at += width;
+        }
+        fn sep(out: &mut [u8; 40], at: &mut usize, c: u8) {
+            out[*at] = c;
+            *at += 1;
+        }
         let d = self.naive;
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-            d.year(),
-            d.month(),
-            d.day(),
-            d.hour(),
-            d.minute(),
-            d.second()
-        )?;
-        let micros = d.nanosecond() / 1000;
+        let mut at = 0;
+        put(out, &mut at, d.year().clamp(0, 9999) as u32, 4);
+        sep(out, &mut at, b'-');
+        put(out, &mut at, d.month(), 2);
+        sep(out, &mut at, b'-');
+        put(out, &mut at, d.day(), 2);
+        sep(out, &mut at, b'T');
+        put(out, &mut at, d.hour(), 2);
+        sep(out, &mut at, b':');
+        put(out, &mut at, d.minute(), 2);
+        sep(out, &mut at, b':');
+        put(out, &mut at, d.second(), 2);
+        let micros = (d.nanosecond() / 1000).min(999_999);
         if micros != 0 {
-            write!(f, ".{micros:06}")?;
+            sep(out, &mut at, b'.');
+            put(out, &mut at, micros, 6);
         }
         if let Some(off) = self.offset {
-            let sign = if off < 0 { '-' } else { '+' };
+            sep(out, &mut at, if off < 0 { b'-' } else { b'+' });
             let a = off.unsigned_abs();
-            write!(f, "{sign}{:02}:{:02}", a / 3600, (a / 60) % 60)?;
+            put(out, &mut at, (a / 3600) % 100, 2);
+            sep(out, &mut at, b':');
+            put(out, &mut at, (a / 60) % 60, 2);
             if a % 60 != 0 {
-                write!(f, ":{:02}", a % 60)?;
+                sep(out, &mut at, b':');
+                put(out, &mut at, a % 60, 2);
             }
         }
-        Ok(())
+        at
+    }
+
+    /// Whether `text` is exactly this datetime's isoformat text.
+    pub fn is_written_as(&self, text: &str) -> bool {
+        let mut buf = [0u8; 40];
+        let n = self.write_iso(&mut buf);
+        text.as_bytes() == &buf[..n]
+    }
+}
+
+impl fmt::Display for IsoDateTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 40];
+        let n = self.write_iso(&mut buf);
+        // Only ASCII digits and separators were written.
+        f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)
     }
 }
 

@@ -121,7 +121,7 @@ pub fn from_schema(schema: &Schema, rng: &mut impl Rng) -> Value {
         Schema::Record(rs) => {
             let mut r = Record::with_capacity(rs.fields.len());
             for f in &rs.fields {
-                r.push(f.name.clone(), from_schema(&f.schema, rng));
+                r.push(f.name, from_schema(&f.schema, rng));
             }
             Value::Record(r)
         }

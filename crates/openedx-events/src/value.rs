@@ -6,9 +6,28 @@
 //! is the record form of openedx-events (`AvroSignalSerializer.to_dict`):
 //! opaque keys and datetimes are strings, keys sorted.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
 
 use crate::pyjson;
+
+/// Field names live for the whole process: a record holds `&'static str`
+/// names, so building and dropping records touches no reference counts.
+/// Names from schemas and from callers are interned once here (the set of
+/// field names a process sees is small and fixed by its schemas).
+pub fn intern(name: &str) -> &'static str {
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(|| Mutex::new(HashSet::new()))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = names.get(name) {
+        return n;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
 
 /// One Avro value.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,7 +55,7 @@ pub enum Value {
 /// A record value: named fields in schema order.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Record {
-    fields: Vec<(Arc<str>, Value)>,
+    fields: Vec<(&'static str, Value)>,
 }
 
 impl Record {
@@ -59,54 +78,54 @@ impl Record {
     /// let r = Record::new().with("id", Value::Long(7)).with("name", Value::from("Ana"));
     /// assert_eq!(r.get("id"), Some(&Value::Long(7)));
     /// ```
-    pub fn with(mut self, name: impl Into<Arc<str>>, value: Value) -> Self {
+    pub fn with(mut self, name: impl AsRef<str>, value: Value) -> Self {
         self.insert(name, value);
         self
     }
 
     /// Add or replace a field.
-    pub fn insert(&mut self, name: impl Into<Arc<str>>, value: Value) {
-        let name = name.into();
+    pub fn insert(&mut self, name: impl AsRef<str>, value: Value) {
+        let name = name.as_ref();
         if let Some(slot) = self.fields.iter_mut().find(|(n, _)| *n == name) {
             slot.1 = value;
         } else {
-            self.fields.push((name, value));
+            self.fields.push((intern(name), value));
         }
     }
 
     /// Append a field without checking whether the name is already present
     /// (the fast path for decoders and derived code, which know it is not).
-    pub fn push(&mut self, name: Arc<str>, value: Value) {
+    pub fn push(&mut self, name: &'static str, value: Value) {
         self.fields.push((name, value));
     }
 
     /// The value of a field.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.fields.iter().find(|(n, _)| &**n == name).map(|(_, v)| v)
+        self.fields.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
     /// A mutable reference to the value of a field.
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
-        self.fields.iter_mut().find(|(n, _)| &**n == name).map(|(_, v)| v)
+        self.fields.iter_mut().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
     /// The value of the field at position `index`, if its name is `name`.
     pub(crate) fn get_at(&self, index: usize, name: &str) -> Option<&Value> {
         match self.fields.get(index) {
-            Some((n, v)) if &**n == name => Some(v),
+            Some((n, v)) if *n == name => Some(v),
             _ => self.get(name),
         }
     }
 
     /// Remove a field and return its value.
     pub fn remove(&mut self, name: &str) -> Option<Value> {
-        let pos = self.fields.iter().position(|(n, _)| &**n == name)?;
+        let pos = self.fields.iter().position(|(n, _)| *n == name)?;
         Some(self.fields.remove(pos).1)
     }
 
     /// Fields in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.fields.iter().map(|(n, v)| (&**n, v))
+        self.fields.iter().map(|(n, v)| (*n, v))
     }
 
     /// Number of fields.

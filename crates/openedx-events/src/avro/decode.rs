@@ -300,7 +300,7 @@ impl<'a> Reader<'a> {
         let mut rec = Record::with_capacity(rs.fields.len());
         for f in &rs.fields {
             let v = at(self.value(&f.schema), || f.name.to_string())?;
-            rec.push(f.name.clone(), v);
+            rec.push(f.name, v);
         }
         Ok(rec)
     }

@@ -140,7 +140,7 @@ pub fn encode_into(schema: &Schema, value: &Value, out: &mut Vec<u8>) -> Result<
 /// Encode a record's fields with a record schema, appending to `out`.
 pub fn encode_record_fields(rs: &RecordSchema, rec: &Record, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     for (i, field) in rs.fields.iter().enumerate() {
-        match rec.get_at(i, &field.name) {
+        match rec.get_at(i, field.name) {
             Some(v) => at(encode_into(&field.schema, v, out), || field.name.to_string())?,
             // fastavro writes the declared default for a missing field, and
             // null for a missing nullable field.

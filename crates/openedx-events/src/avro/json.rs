@@ -107,7 +107,7 @@ pub fn from_json(schema: &Schema, json: &Json) -> Result<Value, JsonError> {
             }
             let mut rec = Record::with_capacity(rs.fields.len());
             for f in &rs.fields {
-                let v = match obj.get(&*f.name) {
+                let v = match obj.get(f.name) {
                     Some(j) => at(from_json(&f.schema, j), || f.name.to_string())?,
                     None if f.schema.is_nullable() => Value::Null,
                     None => match &f.default {
@@ -115,7 +115,7 @@ pub fn from_json(schema: &Schema, json: &Json) -> Result<Value, JsonError> {
                         None => return at(err("missing required field"), || f.name.to_string()),
                     },
                 };
-                rec.push(f.name.clone(), v);
+                rec.push(f.name, v);
             }
             Ok(Value::Record(rec))
         }

@@ -123,7 +123,7 @@ fn resolved(r: &mut Reader<'_>, w: &Schema, rd: &Schema) -> Result<Value, Resolv
             }
             let mut found: Vec<Option<Value>> = vec![None; rr.fields.len()];
             for wf in &wr.fields {
-                match rr.field_index(&wf.name) {
+                match rr.field_index(wf.name) {
                     Some(i) => {
                         found[i] = Some(resolved(r, &wf.schema, &rr.fields[i].schema).map_err(|e| match e {
                             ResolveError::Incompatible { at, message } => ResolveError::Incompatible {
@@ -145,7 +145,7 @@ fn resolved(r: &mut Reader<'_>, w: &Schema, rd: &Schema) -> Result<Value, Resolv
                     None => match &rf.default {
                         Some(d) => match from_json(&rf.schema, d) {
                             Ok(v) => v,
-                            Err(e) => return incompatible(&rf.name, format!("bad default: {e}")),
+                            Err(e) => return incompatible(rf.name, format!("bad default: {e}")),
                         },
                         None => {
                             return incompatible(
@@ -155,7 +155,7 @@ fn resolved(r: &mut Reader<'_>, w: &Schema, rd: &Schema) -> Result<Value, Resolv
                         }
                     },
                 };
-                rec.push(rf.name.clone(), v);
+                rec.push(rf.name, v);
             }
             Ok(Value::Record(rec))
         }

@@ -52,15 +52,15 @@ pub struct RecordSchema {
 impl RecordSchema {
     /// Index of the field with this name.
     pub fn field_index(&self, name: &str) -> Option<usize> {
-        self.fields.iter().position(|f| &*f.name == name)
+        self.fields.iter().position(|f| f.name == name)
     }
 }
 
 /// One record field.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordField {
-    /// Field name (shared with decoded records).
-    pub name: Arc<str>,
+    /// Field name (interned: shared with decoded records).
+    pub name: &'static str,
     /// Field schema.
     pub schema: Schema,
     /// The JSON default, if declared (`"default": null` is `Some(Null)`).
@@ -295,7 +295,7 @@ impl Parser {
                 .get("name")
                 .and_then(Json::as_str)
                 .ok_or_else(|| invalid(&full, "a field has no name"))?;
-            if fields.iter().any(|x: &RecordField| &*x.name == fname) {
+            if fields.iter().any(|x: &RecordField| x.name == fname) {
                 return Err(invalid(&full, format!("field '{fname}' appears twice")));
             }
             let ftype = fobj
@@ -303,7 +303,7 @@ impl Parser {
                 .ok_or_else(|| invalid(&format!("{full}.{fname}"), "field has no type"))?;
             let schema = self.parse(ftype, &inner_ns)?;
             fields.push(RecordField {
-                name: Arc::from(fname),
+                name: crate::value::intern(fname),
                 schema,
                 default: fobj.get("default").cloned(),
             });

@@ -61,9 +61,8 @@ fn validate_custom(kind: CustomType, s: &mut String) -> Result<(), DataError> {
     match kind {
         CustomType::DateTime => {
             let t = IsoDateTime::parse(s).map_err(|e| DataError::new(e.to_string()))?;
-            let canonical = t.to_string();
-            if *s != canonical {
-                *s = canonical;
+            if !t.is_written_as(s) {
+                *s = t.to_string();
             }
             Ok(())
         }

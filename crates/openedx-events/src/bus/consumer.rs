@@ -345,7 +345,11 @@ impl EventBusConsumer {
         // Handling attempts are counted by this consumer, not taken from the
         // broker's delivery count: a message handed back at a shutdown or a
         // rebalance was delivered again without failing.
-        let mut attempt = if st.attempts.is_empty() { 1 } else { st.attempts.get(&key).copied().unwrap_or(0) + 1 };
+        let mut attempt = if st.attempts.is_empty() {
+            1
+        } else {
+            st.attempts.get(&key).copied().unwrap_or(0) + 1
+        };
         let mut blocked = Duration::ZERO;
         let Some(signal) = self.registry.get(event.event_type.name()) else {
             // decode() found it a moment ago; only a concurrent change gets here.
