@@ -17,7 +17,7 @@ pub fn backends() -> Backends {
     }
     #[cfg(feature = "kafka")]
     {
-        // backends = backends.with(std::sync::Arc::new(event_bus_kafka::KafkaBackend));
+        backends = backends.with(std::sync::Arc::new(event_bus_kafka::KafkaBackend));
     }
     #[cfg(feature = "pulsar")]
     {

@@ -338,8 +338,8 @@ pub async fn publisher_flush(b: &impl BackendUnderTest) {
 pub async fn topic_isolation(b: &impl BackendUnderTest) {
     let t = b.transport().await;
     let (one, two) = (b.topic("isolation_1"), b.topic("isolation_2"));
-    let mut s1 = subscribe(b, &t, &one, "g").await;
-    let mut s2 = subscribe(b, &t, &two, "g").await;
+    let mut s1 = subscribe(b, &t, &one, "g1").await;
+    let mut s2 = subscribe(b, &t, &two, "g2").await;
     let p1 = publish_logins(&t, &one, 0, 1, |_| "a".into()).await;
     let p2 = publish_logins(&t, &two, 1, 1, |_| "b".into()).await;
     let g1 = receive_ids(s1.as_mut(), &ids(&p1), b.patience()).await;

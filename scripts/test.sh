@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine too: prepares what it needs
+# (scripts/setup.sh), then format, lints and every test of the workspace
+# (unit, vectors, conformance suites on the real brokers, cross-language
+# tests against the Python peers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+cargo test --workspace --all-features
