@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use openedx_events::bus::transport::{TransportError, TransportErrorKind};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, RedisError, ServerErrorKind, Value};
+use redis::{Cmd, Pipeline, RedisError, ServerErrorKind, Value};
 
 use crate::config::{RedisConfig, Secret};
 
@@ -60,19 +60,61 @@ impl Conn {
     /// (the manager has started reconnecting by then), so a broker restart
     /// costs a reconnect, not an error.
     pub(crate) async fn query_within(&self, what: &str, cmd: &Cmd, limit: Duration) -> Result<Value, TransportError> {
-        match self.once(what, cmd, limit).await {
+        self.retried(what, limit, |mut manager| async move {
+            cmd.query_async::<Value>(&mut manager).await
+        })
+        .await
+    }
+
+    /// Send a pipeline (one write, one round trip) within `limit`; the
+    /// replies come in command order, a failed command as a
+    /// [`Value::ServerError`] in its place (the pipeline must ignore errors).
+    /// A dropped connection is retried once, as for single commands.
+    pub(crate) async fn pipeline(
+        &self,
+        what: &str,
+        pipe: &Pipeline,
+        limit: Duration,
+    ) -> Result<Vec<Value>, TransportError> {
+        let reply = self
+            .retried(what, limit, |mut manager| async move {
+                pipe.query_async::<Value>(&mut manager).await
+            })
+            .await?;
+        match reply {
+            Value::Array(values) => Ok(values),
+            other => Err(TransportError::other(prefixed(
+                what,
+                format!(
+                    "Redis replied to a pipeline with {}, not an array",
+                    crate::reply::shape(&other)
+                ),
+            ))),
+        }
+    }
+
+    /// Run `call` within `limit`, once more if the connection dropped.
+    async fn retried<'a, F, Fut>(&'a self, what: &str, limit: Duration, call: F) -> Result<Value, TransportError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<Value>> + 'a,
+    {
+        match self.once(what, limit, &call).await {
             Err((e, true)) => {
                 tracing::debug!(error = %e, "Redis connection dropped; retrying once on a new connection");
-                self.once(what, cmd, limit).await.map_err(|(e, _)| e)
+                self.once(what, limit, &call).await.map_err(|(e, _)| e)
             }
             other => other.map_err(|(e, _)| e),
         }
     }
 
     /// One attempt: the error, and whether it was a dropped connection.
-    async fn once(&self, what: &str, cmd: &Cmd, limit: Duration) -> Result<Value, (TransportError, bool)> {
-        let mut manager = self.manager.clone();
-        match tokio::time::timeout(limit, cmd.query_async::<Value>(&mut manager)).await {
+    async fn once<'a, F, Fut>(&'a self, what: &str, limit: Duration, call: &F) -> Result<Value, (TransportError, bool)>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<Value>> + 'a,
+    {
+        match tokio::time::timeout(limit, call(self.manager.clone())).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 let dropped = e.is_connection_dropped() || (e.is_io_error() && !e.is_timeout());
@@ -81,7 +123,10 @@ impl Conn {
             Err(_) => Err((
                 TransportError::new(
                     TransportErrorKind::Timeout,
-                    format!("{what}: no reply from Redis within {limit:?} (EVENT_BUS_REDIS_COMMAND_TIMEOUT)"),
+                    prefixed(
+                        what,
+                        format!("no reply from Redis within {limit:?} (EVENT_BUS_REDIS_COMMAND_TIMEOUT)"),
+                    ),
                 ),
                 false,
             )),
@@ -91,6 +136,11 @@ impl Conn {
     /// The command timeout.
     pub(crate) fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// A Redis error as a transport error (see [`from_redis`]).
+    pub(crate) fn error(&self, what: &str, e: &RedisError) -> TransportError {
+        from_redis(what, e, &self.secret)
     }
 }
 
@@ -123,5 +173,14 @@ pub(crate) fn from_redis(what: &str, e: &RedisError, secret: &Secret) -> Transpo
         TransportErrorKind::Fatal => " (check the user and password of EVENT_BUS_REDIS_CONNECTION_URL)",
         _ => "",
     };
-    TransportError::new(kind, secret.scrub(format!("{what}: {e}{hint}")))
+    TransportError::new(kind, secret.scrub(prefixed(what, format!("{e}{hint}"))))
+}
+
+/// `what: message`, or the message alone when `what` is empty.
+pub(crate) fn prefixed(what: &str, message: String) -> String {
+    if what.is_empty() {
+        message
+    } else {
+        format!("{what}: {message}")
+    }
 }

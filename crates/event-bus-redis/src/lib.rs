@@ -67,7 +67,13 @@
 //! pending list in pages), then claimed ones, then new entries
 //! (`XREADGROUP ... COUNT <batch> BLOCK <wait> ... >`, on a connection of its
 //! own so a blocked read never delays a publish). Acks are buffered and sent
-//! in one `XACK` per batch. A nacked entry stays pending for this consumer
+//! in one `XACK` per batch; while a backlog is waiting (the last read filled
+//! its batch), the next batch is read in the same round trip
+//! (`XACK ...` and `XREADGROUP ... >` pipelined) and handed out by the next
+//! `receive`. Entries read ahead are pending for this consumer like the ones
+//! handed out, so nothing is lost if it stops first: `close` marks those it
+//! did not hand out as long idle (`XCLAIM ... IDLE`), for the other members
+//! to claim at once, and a restart under the same name recovers them. A nacked entry stays pending for this consumer
 //! and is handed out again from a local delay queue when due, with the
 //! attempt counted; entries recovered or claimed at start take their attempt
 //! from Redis's delivery count. While a consumer holds entries it refreshes
@@ -76,6 +82,26 @@
 //! `close` flushes acks; unacknowledged entries stay pending under the
 //! consumer name. `seek` moves the group with `XGROUP SETID` (a time becomes
 //! the last id before it).
+//!
+//! ## Connections and throughput
+//!
+//! A transport keeps one connection of the `redis` crate for commands
+//! (reconnecting, shared by everything), and each subscription one for its
+//! reads. Concurrent publishes are pipelined: each `publish` queues its
+//! `XADD` (a bounded queue: callers wait for room when it is full), and two
+//! publishing lanes take turns sending whatever is queued (up to 256
+//! commands) as one pipeline, one round trip, and answer each caller with
+//! its own entry id or error; `publish` still returns only once Redis has
+//! the entry, within `EVENT_BUS_REDIS_COMMAND_TIMEOUT`. On a plain TCP URL
+//! (`redis://`) the reading and publishing connections are the backend's
+//! own, speaking RESP2 directly (login and database as in the URL): the
+//! replies are read in place, not turned into a tree of values; with TLS
+//! (`rediss://`) or a Unix socket they go through the `redis` crate.
+//!
+//! A consumer warns when entries were trimmed (`MAXLEN ~`) before its group
+//! read them, with how many (from Redis 7's `XINFO` counters: when it joins,
+//! then every few seconds): a group that lags by more than the stream keeps
+//! loses entries without an error, in Python too.
 //!
 //! ## Python behaviour kept, and quirks not copied
 //!
@@ -103,7 +129,11 @@
 pub mod config;
 mod conn;
 pub mod extras;
+mod publisher;
+mod raw;
+mod reader;
 mod reply;
+mod resp;
 mod subscription;
 pub mod transport;
 pub mod wire;

@@ -70,6 +70,17 @@ pub(crate) fn text(v: &Value) -> Option<String> {
     }
 }
 
+/// A textual value, without copying a string reply; the value back when it
+/// is not text.
+pub(crate) fn into_text(v: Value) -> Result<String, Value> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b).map_err(|e| Value::BulkString(e.into_bytes())),
+        Value::SimpleString(s) => Ok(s),
+        Value::Attribute { data, .. } => into_text(*data),
+        other => text(&other).ok_or(other),
+    }
+}
+
 /// An integer value (Redis sometimes sends numbers as strings).
 pub(crate) fn int(v: &Value) -> Option<i64> {
     match v {
@@ -174,6 +185,34 @@ pub(crate) fn read_reply(v: Value) -> Result<Vec<Entry>, String> {
         out.extend(entries(e)?);
     }
     Ok(out)
+}
+
+/// A reply of `XINFO STREAM` or one group of `XINFO GROUPS`: a map (RESP3)
+/// or a flat list of names and values (RESP2); empty if neither.
+pub(crate) fn info_map(v: Value) -> Vec<(String, Value)> {
+    let pairs: Vec<(Value, Value)> = match v {
+        Value::Map(pairs) => pairs,
+        Value::Attribute { data, .. } => return info_map(*data),
+        Value::Array(flat) => {
+            let mut it = flat.into_iter();
+            let mut pairs = Vec::new();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                pairs.push((k, v));
+            }
+            pairs
+        }
+        _ => Vec::new(),
+    };
+    pairs.into_iter().filter_map(|(k, v)| Some((text(&k)?, v))).collect()
+}
+
+/// A list of [`info_map`]s (`XINFO GROUPS`).
+pub(crate) fn info_list(v: Value) -> Vec<Vec<(String, Value)>> {
+    items(v, "XINFO GROUPS")
+        .unwrap_or_default()
+        .into_iter()
+        .map(info_map)
+        .collect()
 }
 
 /// The extended form of `XPENDING`: `[[id, consumer, idle ms, deliveries], ...]`.

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use crate::config::RedisConfig;
 use crate::conn::{self, Conn, Purpose};
 use crate::extras::Extras;
+use crate::publisher::{Builder, Gone, Packed, Publisher};
+use crate::reader::ReadConn;
 use crate::reply;
 use crate::subscription::RedisSubscription;
 use crate::wire::{self, EntryId};
@@ -22,9 +24,10 @@ use openedx_events::bus::transport::{
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// A connection to Redis: one reconnecting connection for commands, shared
-/// by producers and consumers of the process; each subscription opens its
-/// own connection for blocking reads, so a blocked read never delays a
-/// publish. Cheap to clone.
+/// by producers and consumers of the process; concurrent publishes are
+/// pipelined on publishing connections of their own (opened as needed, see
+/// the crate documentation); each subscription opens its own connection for
+/// blocking reads, so a blocked read never delays a publish. Cheap to clone.
 ///
 /// ```no_run
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -49,6 +52,7 @@ pub struct RedisTransport {
 struct Inner {
     client: redis::Client,
     conn: Conn,
+    publisher: Publisher,
     config: RedisConfig,
 }
 
@@ -76,8 +80,14 @@ impl RedisTransport {
         let client = redis::Client::open(config.url())
             .map_err(|e| conn::from_redis("invalid EVENT_BUS_REDIS_CONNECTION_URL", &e, &secret))?;
         let conn = Conn::open(&client, &config, Purpose::Commands)?;
+        let publisher = Publisher::start(conn.clone(), &client, &config);
         let transport = RedisTransport {
-            inner: Arc::new(Inner { client, conn, config }),
+            inner: Arc::new(Inner {
+                client,
+                conn,
+                publisher,
+                config,
+            }),
         };
         transport
             .inner
@@ -96,8 +106,16 @@ impl RedisTransport {
         &self.inner.config
     }
 
-    async fn xadd(&self, stream: &str, fields: &[(String, Vec<u8>)]) -> Result<String, TransportError> {
-        let size: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
+    /// `XADD <stream> MAXLEN ~ <n> * <fields>`: `fields` pairs, of about
+    /// `size` bytes, which `write` adds; sent in the next pipeline of the
+    /// publishing lanes.
+    async fn xadd(
+        &self,
+        stream: &str,
+        fields: usize,
+        size: usize,
+        write: impl Fn(&mut Builder),
+    ) -> Result<String, TransportError> {
         if size > MAX_MESSAGE_BYTES {
             return Err(TransportError::new(
                 TransportErrorKind::Rejected,
@@ -106,21 +124,39 @@ impl RedisTransport {
                 ),
             ));
         }
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(stream)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(self.inner.config.stream_max_len)
-            .arg("*");
-        for (k, v) in fields {
-            cmd.arg(k.as_bytes()).arg(v.as_slice());
-        }
-        let reply = self.inner.conn.query(&format!("XADD {stream}"), &cmd).await?;
-        reply::text(&reply).ok_or_else(|| {
-            TransportError::other(format!(
-                "XADD {stream}: Redis replied with {}, not an entry id",
-                reply::shape(&reply)
-            ))
+        let publisher = &self.inner.publisher;
+        let mut maxlen = wire::Digits::default();
+        let maxlen = maxlen.format(self.inner.config.stream_max_len);
+        let start = |b: &mut Builder| {
+            for a in [&b"XADD"[..], stream.as_bytes(), b"MAXLEN", b"~", maxlen, b"*"] {
+                b.arg(a);
+            }
+        };
+        // The packed command: the arguments, each with `$<len>\r\n` and `\r\n`.
+        let (args, bytes) = (6 + 2 * fields, size + stream.len() + 32 + (6 + 2 * fields) * 8);
+        let mut cmd = publisher.builder(args, bytes);
+        start(&mut cmd);
+        write(&mut cmd);
+        let reply = match publisher.call(cmd.done(), size).await {
+            Ok(reply) => reply,
+            Err(Gone) => {
+                // The lanes are gone (their runtime shut down): send it alone.
+                let mut cmd = Builder::Cmd(redis::Cmd::with_capacity(args, bytes));
+                start(&mut cmd);
+                write(&mut cmd);
+                match cmd.done() {
+                    Packed::Cmd(cmd) => self.inner.conn.query("", &cmd).await.and_then(|v| {
+                        reply::into_text(v).map_err(|v| {
+                            TransportError::other(format!("Redis replied with {}, not an entry id", reply::shape(&v)))
+                        })
+                    }),
+                    Packed::Raw(_) => Err(TransportError::other("a command of the wrong kind")),
+                }
+            }
+        };
+        reply.map_err(|mut e| {
+            e.message = format!("XADD {stream}: {}", e.message);
+            e
         })
     }
 }
@@ -145,11 +181,32 @@ impl Transport for RedisTransport {
     }
 
     async fn publish(&self, message: &OutgoingMessage) -> Result<String, TransportError> {
-        self.xadd(&message.topic, &wire::entry_fields(message)).await
+        // The field names and values (the id, time, minor version and
+        // library version are at most this long as text).
+        let m = &message.metadata;
+        let size =
+            message.body.len() + m.event_type.len() + m.source.len() + m.sourcehost.len() + 57 + 36 + 32 + 10 + 24;
+        self.xadd(&message.topic, 8, size, |cmd| {
+            wire::visit_metadata_fields(&message.metadata, &mut |k, v| {
+                cmd.arg(k.as_bytes());
+                cmd.arg(v);
+            });
+            cmd.arg(wire::EVENT_DATA.as_bytes());
+            cmd.arg(&message.body);
+        })
+        .await
     }
 
     async fn publish_raw(&self, message: &RawMessage) -> Result<String, TransportError> {
-        self.xadd(&message.topic, &wire::raw_entry_fields(message)).await
+        let fields = wire::raw_entry_fields(message);
+        let size = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
+        self.xadd(&message.topic, fields.len(), size, |cmd| {
+            for (k, v) in &fields {
+                cmd.arg(k.as_bytes());
+                cmd.arg(v);
+            }
+        })
+        .await
     }
 
     async fn subscribe(&self, request: &SubscribeRequest) -> Result<Box<dyn Subscription>, TransportError> {
@@ -189,16 +246,19 @@ impl Transport for RedisTransport {
                  use skip_backlog=true to skip the backlog as edx-event-bus-redis does by default"
             );
         }
-        let blocking = Conn::open(&self.inner.client, &self.inner.config, Purpose::Blocking)?;
+        // Entries trimmed before the group read them: warn now (a group
+        // whose consumers were all down) and then every few seconds; a new
+        // group never had the entries trimmed before it.
+        let (trim_reported, _) = crate::subscription::check_trimmed(conn, stream, group, 0, !created).await;
+        let reader = ReadConn::open(&self.inner.client, &self.inner.config)?;
         let sub = RedisSubscription::new(
             conn.clone(),
-            blocking,
-            self.inner.client.clone(),
-            self.inner.config.clone(),
+            reader,
             stream.clone(),
             group.clone(),
             consumer,
             extras.claim_msgs_older_than,
+            trim_reported,
         );
         Ok(Box::new(sub))
     }

@@ -75,6 +75,25 @@ impl EntryId {
         }
     }
 
+    /// The id as text (`<ms>-<seq>`), written into `buf` without an
+    /// allocation.
+    pub(crate) fn text<'a>(&self, buf: &'a mut [u8; 41]) -> &'a [u8] {
+        let mut ms = Digits::default();
+        let mut seq = Digits::default();
+        let (ms, seq) = (ms.format(self.ms), seq.format(self.seq));
+        let n = ms.len() + 1 + seq.len();
+        buf[..ms.len()].copy_from_slice(ms);
+        buf[ms.len()] = b'-';
+        buf[ms.len() + 1..n].copy_from_slice(seq);
+        &buf[..n]
+    }
+
+    /// The id as a `String` (`<ms>-<seq>`), faster than `to_string`.
+    pub(crate) fn to_text(self) -> String {
+        let mut buf = [0u8; 41];
+        String::from_utf8_lossy(self.text(&mut buf)).into_owned()
+    }
+
     /// The server time the id was made at.
     pub fn timestamp(&self) -> Option<DateTime<Utc>> {
         i64::try_from(self.ms).ok().and_then(DateTime::from_timestamp_millis)
@@ -122,15 +141,149 @@ impl FromStr for EntryId {
 /// assert_eq!(names, ["type", "id", "source", "time", "minorversion", "sourcehost", "sourcelib"]);
 /// ```
 pub fn metadata_fields(m: &EventsMetadata) -> Vec<(String, Vec<u8>)> {
-    vec![
-        (TYPE.into(), m.event_type.as_bytes().to_vec()),
-        (ID.into(), m.id.hyphenated().to_string().into_bytes()),
-        (SOURCE.into(), m.source.as_bytes().to_vec()),
-        (TIME.into(), m.time_isoformat().into_bytes()),
-        (MINORVERSION.into(), m.minorversion.to_string().into_bytes()),
-        (SOURCEHOST.into(), m.sourcehost.as_bytes().to_vec()),
-        (SOURCELIB.into(), m.sourcelib.to_string().into_bytes()),
-    ]
+    let mut fields = Vec::with_capacity(8);
+    visit_metadata_fields(m, &mut |name, value| fields.push((name.to_string(), value.to_vec())));
+    fields
+}
+
+/// Call `f` with each metadata field (name, value) in the Python order,
+/// without building a list (the `XADD` of a publish writes them straight
+/// into the command).
+pub(crate) fn visit_metadata_fields(m: &EventsMetadata, f: &mut dyn FnMut(&'static str, &[u8])) {
+    let mut id = [0u8; 36];
+    f(TYPE, m.event_type.as_bytes());
+    f(ID, m.id.hyphenated().encode_lower(&mut id).as_bytes());
+    f(SOURCE, m.source.as_bytes());
+    let mut time = [0u8; 32];
+    match isoformat_utc_into(&m.time, &mut time) {
+        Some(t) => f(TIME, t),
+        None => f(TIME, m.time_isoformat().as_bytes()),
+    }
+    let mut digits = Digits::default();
+    f(MINORVERSION, digits.format(u64::from(m.minorversion)));
+    f(SOURCEHOST, m.sourcehost.as_bytes());
+    let mut lib = [0u8; 64];
+    match sourcelib_into(&m.sourcelib, &mut lib) {
+        Some(l) => f(SOURCELIB, l),
+        None => f(SOURCELIB, m.sourcelib.to_string().as_bytes()),
+    }
+}
+
+/// A library version, dotted (as its `Display`), without an allocation;
+/// `None` if it does not fit `buf`.
+fn sourcelib_into<'a>(lib: &metadata::SourceLib, buf: &'a mut [u8; 64]) -> Option<&'a [u8]> {
+    let mut n = 0;
+    for (i, part) in lib.0.iter().enumerate() {
+        if i > 0 {
+            *buf.get_mut(n)? = b'.';
+            n += 1;
+        }
+        let mut d = Digits::default();
+        let d = d.format(u64::from(*part));
+        buf.get_mut(n..n + d.len())?.copy_from_slice(d);
+        n += d.len();
+    }
+    Some(&buf[..n])
+}
+
+/// Python's `isoformat()` of a UTC time (`2024-05-06T07:08:09.123456+00:00`,
+/// without the fraction when it is zero), as `EventsMetadata::time_isoformat`
+/// writes it, without an allocation; `None` for the rare times it leaves
+/// to `time_isoformat` (years outside 0..=9999, leap seconds).
+pub(crate) fn isoformat_utc_into<'a>(t: &DateTime<Utc>, buf: &'a mut [u8; 32]) -> Option<&'a [u8]> {
+    use chrono::{Datelike, Timelike};
+    let (year, nanos) = (t.year(), t.nanosecond());
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        return None;
+    }
+    fn put(buf: &mut [u8], at: usize, n: u32, width: usize) {
+        let mut n = n;
+        for i in (0..width).rev() {
+            buf[at + i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    }
+    put(buf, 0, year as u32, 4);
+    buf[4] = b'-';
+    put(buf, 5, t.month(), 2);
+    buf[7] = b'-';
+    put(buf, 8, t.day(), 2);
+    buf[10] = b'T';
+    put(buf, 11, t.hour(), 2);
+    buf[13] = b':';
+    put(buf, 14, t.minute(), 2);
+    buf[16] = b':';
+    put(buf, 17, t.second(), 2);
+    let mut n = 19;
+    let micros = nanos / 1000;
+    if micros != 0 {
+        buf[19] = b'.';
+        put(buf, 20, micros, 6);
+        n = 26;
+    }
+    buf[n..n + 6].copy_from_slice(b"+00:00");
+    Some(&buf[..n + 6])
+}
+
+/// `metadata::parse_time`, with a fast path for what Python and this
+/// crate write (`YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00`); anything else goes
+/// to `parse_time`.
+fn parse_time(text: &str) -> Result<DateTime<Utc>, metadata::MetadataError> {
+    fn fast(b: &[u8]) -> Option<DateTime<Utc>> {
+        let frac = match b.len() {
+            25 => false,
+            32 if b[19] == b'.' => true,
+            _ => return None,
+        };
+        if !b.ends_with(b"+00:00") || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let num = |from: usize, to: usize| -> Option<u32> {
+            b[from..to]
+                .iter()
+                .try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+        };
+        let date = chrono::NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 7)?, num(8, 10)?)?;
+        let micros = if frac { num(20, 26)? } else { 0 };
+        let time = chrono::NaiveTime::from_hms_micro_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?, micros)?;
+        Some(chrono::NaiveDateTime::new(date, time).and_utc())
+    }
+    match fast(text.as_bytes()) {
+        Some(t) => Ok(t),
+        None => metadata::parse_time(text),
+    }
+}
+
+/// Decimal text of an integer without an allocation.
+#[derive(Default)]
+pub(crate) struct Digits([u8; 21]);
+
+impl Digits {
+    /// `n` in decimal, with a `-` if negative.
+    pub(crate) fn format_signed(&mut self, n: i64) -> &[u8] {
+        let len = self.format(n.unsigned_abs()).len();
+        let start = self.0.len() - len;
+        if n < 0 {
+            self.0[start - 1] = b'-';
+            &self.0[start - 1..]
+        } else {
+            &self.0[start..]
+        }
+    }
+
+    /// `n` in decimal.
+    pub(crate) fn format(&mut self, mut n: u64) -> &[u8] {
+        let mut i = self.0.len();
+        loop {
+            i -= 1;
+            self.0[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        &self.0[i..]
+    }
 }
 
 /// The entry of an event: the metadata fields, then `event_data`. The key is
@@ -191,34 +344,66 @@ pub fn parse_entry(
             headers.push((name, value));
         }
     }
-    let raw = RawMessage {
-        topic: topic.to_string(),
-        key: None,
-        headers,
-        value: body.clone().unwrap_or_default(),
-        timestamp: id.timestamp(),
-    };
-    let event = match body {
+    finish_entry(topic, id, headers, body)
+}
+
+/// [`parse_entry`] from borrowed fields (slices of a reply), each copied
+/// once.
+pub(crate) fn parse_entry_from<'a>(
+    topic: &str,
+    id: EntryId,
+    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    count: usize,
+) -> (RawMessage, Result<IncomingEvent, String>) {
+    let mut headers = Vec::with_capacity(count);
+    let mut body: Option<&[u8]> = None;
+    for (name, value) in fields {
+        if name == EVENT_DATA.as_bytes() {
+            body = Some(value);
+        } else {
+            let name = match std::str::from_utf8(name) {
+                Ok(n) => n.to_string(),
+                Err(_) => String::from_utf8_lossy(name).into_owned(),
+            };
+            headers.push((name, value.to_vec()));
+        }
+    }
+    finish_entry(topic, id, headers, body.map(<[u8]>::to_vec))
+}
+
+fn finish_entry(
+    topic: &str,
+    id: EntryId,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Option<Vec<u8>>,
+) -> (RawMessage, Result<IncomingEvent, String>) {
+    let event = match &body {
         None => Err(format!("{UNUSABLE}: missing \"{EVENT_DATA}\" field")),
-        Some(body) => metadata_from_fields(&raw.headers)
+        Some(body) => metadata_from_fields(&headers)
             .map_err(|e| format!("{UNUSABLE}: {e}"))
             .map(|metadata| IncomingEvent {
                 event_type: metadata.event_type.clone(),
                 metadata,
-                body,
+                body: body.clone(),
                 writer_schema: None,
             }),
+    };
+    let raw = RawMessage {
+        topic: topic.to_string(),
+        key: None,
+        headers,
+        value: body.unwrap_or_default(),
+        timestamp: id.timestamp(),
     };
     (raw, event)
 }
 
-/// The value of a field as text: the last occurrence wins (Python reads the
-/// entry into a dict) and an empty value counts as absent.
-fn field<'a>(fields: &'a [(String, Vec<u8>)], name: &str) -> Result<Option<&'a str>, String> {
-    match fields.iter().rev().find(|(k, _)| k == name) {
+/// The value of a field as text: empty counts as absent.
+fn text<'a>(value: Option<&'a [u8]>, name: &str) -> Result<Option<&'a str>, String> {
+    match value {
         None => Ok(None),
-        Some((_, v)) if v.is_empty() => Ok(None),
-        Some((_, v)) => std::str::from_utf8(v)
+        Some([]) => Ok(None),
+        Some(v) => std::str::from_utf8(v)
             .map(Some)
             .map_err(|_| format!("field \"{name}\" is not UTF-8")),
     }
@@ -230,7 +415,8 @@ fn field<'a>(fields: &'a [(String, Vec<u8>)], name: &str) -> Result<Option<&'a s
 /// deduplication and tracing, so the entry is dead-lettered instead, as the
 /// Kafka backend does); the others are optional (absent or empty: the
 /// default of this process); a bad id, time, minor version or library
-/// version is an error; unknown fields are ignored.
+/// version is an error; unknown fields are ignored. The last of repeated
+/// fields wins (Python reads the entry into a dict).
 ///
 /// ```
 /// use event_bus_redis::wire::metadata_from_fields;
@@ -245,29 +431,68 @@ fn field<'a>(fields: &'a [(String, Vec<u8>)], name: &str) -> Result<Option<&'a s
 /// assert!(metadata_from_fields(&f(&[("type", "t.v1"), ("id", "nope")])).unwrap_err().contains("id"));
 /// ```
 pub fn metadata_from_fields(fields: &[(String, Vec<u8>)]) -> Result<EventsMetadata, String> {
-    let event_type = field(fields, TYPE)?.ok_or("Missing \"type\" field on message")?;
-    let id = field(fields, ID)?.ok_or(
+    // One pass over the fields; the last of each name wins.
+    let mut found: [Option<&[u8]>; 7] = [None; 7];
+    for (k, v) in fields {
+        let slot = match k.as_str() {
+            TYPE => 0,
+            ID => 1,
+            SOURCE => 2,
+            TIME => 3,
+            MINORVERSION => 4,
+            SOURCEHOST => 5,
+            SOURCELIB => 6,
+            _ => continue,
+        };
+        found[slot] = Some(v.as_slice());
+    }
+    let event_type = text(found[0], TYPE)?.ok_or("Missing \"type\" field on message")?;
+    let id = text(found[1], ID)?.ok_or(
         "Missing \"id\" field on message, cannot continue (edx-event-bus-redis would make up a new id; \
          this consumer dead-letters the entry instead)",
     )?;
-    let mut m = EventsMetadata::new(event_type, 0);
-    m.id = metadata::parse_id(id).map_err(|e| e.to_string())?;
-    if let Some(s) = field(fields, SOURCE)? {
-        m.source = s.to_string();
-    }
-    if let Some(t) = field(fields, TIME)? {
-        m.time = metadata::parse_time(t).map_err(|e| e.to_string())?;
-    }
-    if let Some(v) = field(fields, MINORVERSION)? {
-        m.minorversion = metadata::parse_minorversion(v).map_err(|e| e.to_string())?;
-    }
-    if let Some(h) = field(fields, SOURCEHOST)? {
-        m.sourcehost = h.to_string();
-    }
-    if let Some(l) = field(fields, SOURCELIB)? {
-        m.sourcelib = l.parse().map_err(|e: metadata::MetadataError| e.to_string())?;
-    }
-    Ok(m)
+    let id = metadata::parse_id(id).map_err(|e| e.to_string())?;
+    let source = text(found[2], SOURCE)?;
+    let time = text(found[3], TIME)?
+        .map(|t| parse_time(t).map_err(|e| e.to_string()))
+        .transpose()?;
+    let minorversion = text(found[4], MINORVERSION)?
+        .map(|v| metadata::parse_minorversion(v).map_err(|e| e.to_string()))
+        .transpose()?
+        .unwrap_or(0);
+    let sourcehost = text(found[5], SOURCEHOST)?;
+    let sourcelib = text(found[6], SOURCELIB)?
+        .map(|l| l.parse().map_err(|e: metadata::MetadataError| e.to_string()))
+        .transpose()?;
+    Ok(match (source, time, sourcehost, sourcelib) {
+        (Some(source), Some(time), Some(sourcehost), Some(sourcelib)) => EventsMetadata {
+            event_type: event_type.to_string(),
+            id,
+            minorversion,
+            source: source.to_string(),
+            sourcehost: sourcehost.to_string(),
+            time,
+            sourcelib,
+        },
+        (source, time, sourcehost, sourcelib) => {
+            // Some are missing: the defaults of this process (as Python).
+            let mut m = EventsMetadata::new(event_type, minorversion);
+            m.id = id;
+            if let Some(s) = source {
+                m.source = s.to_string();
+            }
+            if let Some(t) = time {
+                m.time = t;
+            }
+            if let Some(h) = sourcehost {
+                m.sourcehost = h.to_string();
+            }
+            if let Some(l) = sourcelib {
+                m.sourcelib = l;
+            }
+            m
+        }
+    })
 }
 
 #[cfg(test)]
@@ -485,6 +710,77 @@ mod tests {
         let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(names, ["x-garbage", "dlq_reason", "event_data"]);
         assert_eq!(fields[2].1, raw.value);
+    }
+
+    #[test]
+    fn fast_sourcelibs_are_the_core_ones() {
+        for parts in [vec![], vec![0], vec![11, 2, 0], vec![u32::MAX; 6], vec![7; 40]] {
+            let lib = metadata::SourceLib(parts);
+            let mut buf = [0u8; 64];
+            match sourcelib_into(&lib, &mut buf) {
+                Some(b) => assert_eq!(b, lib.to_string().as_bytes()),
+                None => assert!(lib.to_string().len() > 64),
+            }
+        }
+    }
+
+    #[test]
+    fn fast_times_are_the_core_times() {
+        use chrono::TimeZone;
+        // xorshift: enough spread without a dependency.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut times: Vec<DateTime<Utc>> = vec![
+            Utc.timestamp_opt(0, 0).single().expect("epoch"),
+            Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).single().expect("year 1"),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
+                .single()
+                .expect("year 9999"),
+            Utc.timestamp_opt(1_700_000_000, 1_000).single().expect("1 µs"),
+            Utc.timestamp_opt(1_700_000_000, 999).single().expect("below 1 µs"),
+        ];
+        for _ in 0..2000 {
+            let secs = (next() % 315_000_000_000) as i64 - 62_000_000_000;
+            let nanos = if next() % 4 == 0 {
+                0
+            } else {
+                (next() % 1_000_000_000) as u32
+            };
+            times.push(Utc.timestamp_opt(secs, nanos).single().expect("time"));
+        }
+        for t in times {
+            let core = openedx_events::datetime::isoformat_utc(&t);
+            let mut buf = [0u8; 32];
+            let ours = isoformat_utc_into(&t, &mut buf).map(|b| String::from_utf8_lossy(b).into_owned());
+            if let Some(ours) = &ours {
+                assert_eq!(ours, &core, "{t:?}");
+            }
+            assert_eq!(parse_time(&core).ok(), metadata::parse_time(&core).ok(), "{core}");
+        }
+        for text in [
+            "2024-05-06T07:08:09+00:00",
+            "2024-05-06T07:08:09.000001+00:00",
+            "2024-02-30T07:08:09+00:00",
+            "2024-05-06T24:08:09+00:00",
+            "2024-05-06T07:08:60+00:00",
+            "2024-05-06T07:08:09.12345x+00:00",
+            "2024-05-06T07:08:09.123456+01:00",
+            "2024-05-06T07:08:09.123456Z",
+            "2024-05-06 07:08:09+00:00",
+            "+024-05-06T07:08:09+00:00",
+            "2024-05-06T07:08:09",
+        ] {
+            assert_eq!(
+                parse_time(text).map_err(|e| e.to_string()),
+                metadata::parse_time(text).map_err(|e| e.to_string()),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -720,3 +720,114 @@ async fn a_blocking_read_survives_a_broker_restart() {
     ack_all(sub.as_mut(), &got).await;
     sub.close().await.expect("close");
 }
+
+/// Concurrent publishes share pipelines: each caller gets its own entry id,
+/// one caller's publishes keep their order, and a command Redis refuses
+/// fails for its caller alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_are_pipelined_and_answered_one_by_one() {
+    let url = redis_url();
+    let t: Arc<dyn Transport> = Arc::new(connect(&url).await);
+    let (_s, stream) = Streams::new("pipelined");
+    let (_w, wrong) = Streams::new("not-a-stream");
+    let _: String = redis_cmd(&url, redis::cmd("SET").arg(&wrong).arg("a string, not a stream"));
+    let et = catalog::get(LOGIN).expect("login");
+    let tasks: Vec<_> = (0..32)
+        .map(|task| {
+            let (t, stream, wrong, et) = (t.clone(), stream.clone(), wrong.clone(), et.clone());
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..50 {
+                    let data = openedx_events::sample::event_data(&et, &mut openedx_events::sample::rng(i));
+                    let m = EventsMetadata::new(LOGIN, 0);
+                    let topic = if task == 7 && i == 20 { &wrong } else { &stream };
+                    let result = t
+                        .publish(&OutgoingMessage {
+                            topic: topic.clone(),
+                            event_type: et.clone(),
+                            metadata: m.clone(),
+                            key: None,
+                            body: et.encode_data(&data).expect("encodes"),
+                        })
+                        .await;
+                    ids.push((m.id, topic == &wrong, result));
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut written = HashSet::new();
+    for task in tasks {
+        let mut previous = String::new();
+        for (id, refused, result) in task.await.expect("task") {
+            if refused {
+                let e = result.expect_err("WRONGTYPE");
+                assert_eq!(e.kind, TransportErrorKind::Rejected, "{e}");
+                assert!(e.message.contains("WRONGTYPE") && e.message.contains(&wrong), "{e}");
+                continue;
+            }
+            let entry = result.expect("published");
+            let (ms, seq) = entry.split_once('-').expect("an entry id");
+            let key = format!("{ms:0>20}-{seq:0>20}");
+            assert!(
+                key > previous,
+                "one caller's entries in order: {entry} after {previous}"
+            );
+            previous = key;
+            assert!(written.insert(id), "each event once");
+        }
+    }
+    assert_eq!(written.len(), 32 * 50 - 1);
+    let len: i64 = redis_cmd(&url, redis::cmd("XLEN").arg(&stream));
+    assert_eq!(len, 32 * 50 - 1);
+}
+
+/// With a backlog, the next batch is read in the round trip of the acks of
+/// the previous one. Those entries are delivered to this consumer in Redis
+/// before `receive` hands them out: if it stops then, they stay pending for
+/// it and a restart under the same name hands them out (at least once).
+#[tokio::test]
+async fn entries_read_ahead_are_not_lost_when_the_consumer_stops() {
+    let url = redis_url();
+    let t: Arc<dyn Transport> = Arc::new(connect(&url).await);
+    let (_s, stream) = Streams::new("read-ahead");
+    let ids = publish_n(&t, &stream, 25).await;
+    let mut sub = t
+        .subscribe(&request(&stream, "g", "c", json!({})))
+        .await
+        .expect("subscribe");
+    let first = receive_n(sub.as_mut(), 10, Duration::from_secs(5)).await;
+    assert_eq!(first.iter().map(id_of).collect::<Vec<_>>(), ids[..10]);
+    ack_all(sub.as_mut(), &first).await;
+    // The acks went with a read of the next 10: pending, not handed out yet.
+    assert_eq!(pending_count(&stream, "g"), 10);
+    sub.close().await.expect("close");
+    drop(sub);
+    // Closing released them: idle for long, so any member claims them.
+    let idle: redis::Value = redis_cmd(
+        &url,
+        redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg("g")
+            .arg("IDLE")
+            .arg(86_400_000)
+            .arg("-")
+            .arg("+")
+            .arg(100),
+    );
+    match idle {
+        redis::Value::Array(rows) => assert_eq!(rows.len(), 10, "released for claiming"),
+        other => panic!("unexpected XPENDING reply {other:?}"),
+    }
+    let mut again = t
+        .subscribe(&request(&stream, "g", "c", json!({})))
+        .await
+        .expect("subscribe again");
+    let rest = receive_n(again.as_mut(), 15, Duration::from_secs(5)).await;
+    assert_eq!(rest.iter().map(id_of).collect::<Vec<_>>(), ids[10..]);
+    assert_eq!(rest[0].attempt, 2, "read once ahead, then recovered");
+    assert_eq!(rest[14].attempt, 1);
+    ack_all(again.as_mut(), &rest).await;
+    assert_eq!(pending_count(&stream, "g"), 0);
+    again.close().await.expect("close");
+}

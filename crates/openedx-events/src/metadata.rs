@@ -66,15 +66,21 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> MetadataError {
 }
 
 struct Defaults {
-    service_name: Option<String>,
+    /// `openedx/<service>/web`, computed when the service name is set.
+    source: String,
+}
+
+fn source_for(service: Option<&str>) -> String {
+    format!("openedx/{}/web", service.unwrap_or(SERVICE_NAME_UNSET))
 }
 
 fn defaults() -> &'static RwLock<Defaults> {
     static D: OnceLock<RwLock<Defaults>> = OnceLock::new();
     D.get_or_init(|| {
         let from_env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let service = from_env("EVENTS_SERVICE_NAME").or_else(|| from_env("SERVICE_VARIANT"));
         RwLock::new(Defaults {
-            service_name: from_env("EVENTS_SERVICE_NAME").or_else(|| from_env("SERVICE_VARIANT")),
+            source: source_for(service.as_deref()),
         })
     })
 }
@@ -84,18 +90,16 @@ fn defaults() -> &'static RwLock<Defaults> {
 /// sets it otherwise.
 pub fn set_service_name(name: Option<String>) {
     if let Ok(mut d) = defaults().write() {
-        d.service_name = name.filter(|n| !n.is_empty());
+        d.source = source_for(name.as_deref().filter(|n| !n.is_empty()));
     }
 }
 
 /// The default `source`: `openedx/<service>/web`.
 pub fn default_source() -> String {
-    let name = defaults()
+    defaults()
         .read()
-        .ok()
-        .and_then(|d| d.service_name.clone())
-        .unwrap_or_else(|| SERVICE_NAME_UNSET.to_string());
-    format!("openedx/{name}/web")
+        .map(|d| d.source.clone())
+        .unwrap_or_else(|_| source_for(None))
 }
 
 /// This host's name.

@@ -53,6 +53,14 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Only produce (no consumer runs): the produce rate on its own, to
+    /// compare with a raw broker client.
+    #[arg(long)]
+    pub produce_only: bool,
+    /// The topic to use (default: a fresh `bench-<id>`); for brokers whose
+    /// topics must be created beforehand.
+    #[arg(long)]
+    pub topic: Option<String>,
 }
 
 #[derive(Default)]
@@ -86,7 +94,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<()> {
     let transport = settings::transport(&bus, "benchmark")?;
     let backend = transport.name().to_string();
     let run_id = Uuid::new_v4().simple().to_string().chars().take(8).collect::<String>();
-    let topic = format!("bench-{run_id}");
+    let topic = args.topic.clone().unwrap_or_else(|| format!("bench-{run_id}"));
     let full_topic = producer.full_topic(&topic);
 
     // The consumer first, with its own registry and a counting receiver.
@@ -122,9 +130,11 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<()> {
     options.start = StartPosition::Earliest;
     let consumer = EventBusConsumer::new(transport.clone(), registry.clone(), options);
     let shutdown = CancellationToken::new();
-    let consumer_task = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { consumer.consume(shutdown).await }
+    let consumer_task = (!args.produce_only).then(|| {
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { consumer.consume(shutdown).await }
+        })
     });
 
     // Produce from P tasks.
@@ -166,6 +176,18 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<()> {
     let flushed = producer.flush(Duration::from_secs(60)).await;
     let produce_secs = started.elapsed().as_secs_f64();
     let produced = produced.load(Ordering::Relaxed);
+    let Some(consumer_task) = consumer_task else {
+        return report_produce_only(
+            &args,
+            &backend,
+            t.name(),
+            &full_topic,
+            produced,
+            produce_secs,
+            produce_error,
+            flushed,
+        );
+    };
 
     // Wait until everything is received, or nothing moves for a while.
     let mut last = (0usize, Instant::now());
@@ -259,6 +281,47 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<()> {
             STALL.as_secs()
         )));
     }
+    Ok(())
+}
+
+/// The report of `--produce-only`.
+#[allow(clippy::too_many_arguments)]
+fn report_produce_only(
+    args: &BenchArgs,
+    backend: &str,
+    event_type: &str,
+    full_topic: &str,
+    produced: u64,
+    produce_secs: f64,
+    produce_error: Option<String>,
+    flushed: std::result::Result<(), openedx_events::bus::TransportError>,
+) -> Result<()> {
+    let rss = peak_rss_kib();
+    if args.json {
+        let report = json!({
+            "backend": backend,
+            "event_type": event_type,
+            "topic": full_topic,
+            "events": args.events,
+            "producers": args.producers,
+            "produced": produced,
+            "produce_seconds": round3(produce_secs),
+            "produce_rate": round1(rate(produced, produce_secs)),
+            "peak_rss_kib": rss,
+        });
+        println(&dumps(&report, DumpOptions::default()))?;
+    } else {
+        println(&format!(
+            "backend      {backend}\nevent type   {event_type}\ntopic        {full_topic}\nevents       {} ({} producers, no consumer)\nproduce      {produce_secs:.3} s  {:.1} events/s",
+            args.events,
+            args.producers,
+            rate(produced, produce_secs)
+        ))?;
+    }
+    if let Some(e) = produce_error {
+        return Err(CliError::new(format!("producing to {full_topic}: {e}")));
+    }
+    flushed.with_context(|| format!("cannot flush the producer for {full_topic}"))?;
     Ok(())
 }
 

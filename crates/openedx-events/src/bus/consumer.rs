@@ -320,14 +320,15 @@ impl EventBusConsumer {
                 return Ok(Handled::Failed);
             }
         }
-        let incoming = match &d.event {
-            Ok(e) => e.clone(),
+        let mut d = d;
+        // Taken out of the delivery (dead letters only need its raw message).
+        let incoming = match std::mem::replace(&mut d.event, Err(String::new())) {
+            Ok(e) => e,
             Err(reason) => {
-                let reason = reason.clone();
                 return self.dead_letter(sub, &d, st, Reason::UnusableMessage, &reason, 1).await;
             }
         };
-        let event = match self.decode(&incoming, &d) {
+        let event = match self.decode(incoming, &d) {
             Ok(event) => event,
             Err((reason, error)) => return self.dead_letter(sub, &d, st, reason, &error, 1).await,
         };
@@ -341,14 +342,14 @@ impl EventBusConsumer {
             st.stats.processed += 1;
             return Ok(Handled::Processed);
         }
-        let key = format!("{}@{}", d.raw.topic, d.position);
+        let key = || format!("{}@{}", d.raw.topic, d.position);
         // Handling attempts are counted by this consumer, not taken from the
         // broker's delivery count: a message handed back at a shutdown or a
         // rebalance was delivered again without failing.
         let mut attempt = if st.attempts.is_empty() {
             1
         } else {
-            st.attempts.get(&key).copied().unwrap_or(0) + 1
+            st.attempts.get(&key()).copied().unwrap_or(0) + 1
         };
         let mut blocked = Duration::ZERO;
         let Some(signal) = self.registry.get(event.event_type.name()) else {
@@ -393,7 +394,9 @@ impl EventBusConsumer {
             };
             metrics::histogram!("event_bus_handle_seconds").record(started.elapsed().as_secs_f64());
             if failures.is_empty() {
-                st.attempts.remove(&key);
+                if !st.attempts.is_empty() {
+                    st.attempts.remove(&key());
+                }
                 if let Err(e) = sub.ack(d.tag).await {
                     return self.ack_failed(e, st);
                 }
@@ -418,7 +421,9 @@ impl EventBusConsumer {
                 attempt, error = %error, "error handling event");
             st.error(error.clone());
             if attempt >= o.retry.max_attempts {
-                st.attempts.remove(&key);
+                if !st.attempts.is_empty() {
+                    st.attempts.remove(&key());
+                }
                 return self
                     .dead_letter(sub, &d, st, Reason::ReceiverFailed, &error, attempt)
                     .await;
@@ -430,14 +435,14 @@ impl EventBusConsumer {
             if blocked + delay <= o.retry.max_blocking {
                 blocked += delay;
                 if sleep_or_cancel(delay, shutdown).await {
-                    st.attempts.insert(key, attempt - 1);
+                    st.attempts.insert(key(), attempt - 1);
                     nack_quietly(sub, &d, Duration::ZERO).await;
                     return Ok(Handled::HandedBack);
                 }
                 continue;
             }
             // Hand it back with the delay; the stream goes on meanwhile.
-            st.attempts.insert(key, attempt - 1);
+            st.attempts.insert(key(), attempt - 1);
             if st.attempts.len() > 100_000 {
                 st.attempts.clear();
             }
@@ -447,7 +452,7 @@ impl EventBusConsumer {
     }
 
     /// Decode and check the event data; on failure, the dead-letter reason.
-    fn decode(&self, incoming: &IncomingEvent, d: &Delivery) -> Result<Event, (Reason, String)> {
+    fn decode(&self, incoming: IncomingEvent, d: &Delivery) -> Result<Event, (Reason, String)> {
         let Some(signal) = self.registry.get(&incoming.event_type) else {
             return Err((
                 Reason::UnknownEventType,
@@ -478,8 +483,10 @@ impl EventBusConsumer {
         };
         t.validate_data(&mut data)
             .map_err(|e| (Reason::InvalidData, e.to_string()))?;
-        let mut metadata = incoming.metadata.clone();
-        metadata.event_type = t.name().to_string();
+        let mut metadata = incoming.metadata;
+        if metadata.event_type != t.name() {
+            metadata.event_type = t.name().to_string();
+        }
         Ok(Event {
             event_type: t,
             data: Arc::new(data),

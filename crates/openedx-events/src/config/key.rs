@@ -13,19 +13,27 @@ use crate::value::{Record, Value};
 pub struct EventKey {
     /// The value (a primitive, or a custom type as its string).
     pub value: Value,
-    /// The key schema: the field definition itself, e.g.
-    /// `{"name": "username", "type": "string"}` (what Python registers).
-    pub schema: Json,
+    /// The name of the key's field (the last segment of the path).
+    pub field: &'static str,
     /// The Avro type of the value: `string`, `long`, `boolean` or `double`;
     /// the Kafka key subject is `<full topic>-<avro_type>`.
     pub avro_type: &'static str,
 }
 
 impl EventKey {
+    /// The key schema: the field definition itself, e.g.
+    /// `{"name": "username", "type": "string"}` (what Python registers).
+    pub fn schema(&self) -> Json {
+        let mut schema = Map::new();
+        schema.insert("name".into(), json!(self.field));
+        schema.insert("type".into(), json!(self.avro_type));
+        Json::Object(schema)
+    }
+
     /// The key schema text as Python registers it (sorted keys).
     pub fn schema_string(&self) -> String {
         dumps(
-            &self.schema,
+            &self.schema(),
             DumpOptions {
                 sort_keys: true,
                 indent: None,
@@ -186,12 +194,9 @@ pub fn extract_event_key(event_type: &EventType, data: &Record, path: &str) -> R
             part: format!("value is {}, expected {avro_type}", value.kind()),
         });
     }
-    let mut schema = Map::new();
-    schema.insert("name".into(), json!(field.name));
-    schema.insert("type".into(), json!(avro_type));
     Ok(EventKey {
         value,
-        schema: Json::Object(schema),
+        field: crate::value::intern(&field.name),
         avro_type,
     })
 }
