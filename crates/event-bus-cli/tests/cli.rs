@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use openedx_events::catalog;
-use openedx_events::testing::openedx_events_vectors;
+use openedx_events::testing::{openedx_events_vectors, samples};
 use serde_json::Value as Json;
 
 const LOGIN: &str = "org.openedx.learning.auth.session.login.completed.v1";
@@ -62,30 +62,6 @@ fn fails(o: &Output, needle: &str) {
 fn fails_alone(o: &Output, needle: &str) {
     fails(o, needle);
     assert_eq!(stderr(o).lines().count(), 1, "stderr: {:?}", stderr(o));
-}
-
-struct Sample {
-    event_type: String,
-    data_text: String,
-    avro_hex: String,
-}
-
-fn samples() -> Vec<Sample> {
-    let path = openedx_events_vectors("events.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let j: Json = serde_json::from_str(line).expect("events.jsonl line is JSON");
-            let start = line.find("\"data\": ").expect("data key") + "\"data\": ".len();
-            let end = line.find(", \"avro_hex\"").expect("avro_hex key");
-            Sample {
-                event_type: j["event_type"].as_str().expect("event_type").to_string(),
-                data_text: line[start..end].to_string(),
-                avro_hex: j["avro_hex"].as_str().expect("avro_hex").to_string(),
-            }
-        })
-        .collect()
 }
 
 /// Run `f` over `items` on a few threads (process start-up dominates).

@@ -40,53 +40,12 @@ fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The venv interpreter, or a failure with the script's own message.
 fn python() -> PathBuf {
-    let script = crate_dir().join("../../scripts/python-env.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "{} failed ({}): {}{}",
-        script.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    assert!(
-        Path::new(&path).is_file(),
-        "python-env.sh printed {path:?}, not an interpreter"
-    );
-    PathBuf::from(path)
+    openedx_events::testing::python_interpreter()
 }
 
-struct Sample {
-    event_type: String,
-    data: Value,
-}
-
-fn samples() -> Vec<Sample> {
-    let path = openedx_events::testing::openedx_events_vectors("events.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let out: Vec<Sample> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).expect("a JSON line");
-            Sample {
-                event_type: v["event_type"].as_str().expect("event_type").to_string(),
-                data: v["data"].clone(),
-            }
-        })
-        .collect();
+fn samples() -> Vec<openedx_events::testing::Sample> {
+    let out = openedx_events::testing::samples();
     assert_eq!(out.len(), 144, "events.jsonl has 144 samples");
     out
 }

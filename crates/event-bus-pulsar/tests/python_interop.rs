@@ -72,14 +72,10 @@ fn key_field(fields: &[FieldDef]) -> Option<String> {
 }
 
 fn samples() -> Vec<Sample> {
-    let path = openedx_events::testing::openedx_events_vectors("events.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let out: Vec<Sample> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).expect("a JSON line");
-            let name = v["event_type"].as_str().expect("event_type");
+    let out: Vec<Sample> = openedx_events::testing::samples()
+        .into_iter()
+        .map(|s| {
+            let name = s.event_type.as_str();
             let event_type = catalog::get(name)
                 .unwrap_or_else(|| panic!("{name} is not in the catalog"))
                 .clone();
@@ -87,8 +83,8 @@ fn samples() -> Vec<Sample> {
             check_key_path(&event_type, &key_field).unwrap_or_else(|e| panic!("{e}"));
             Sample {
                 event_type,
-                data_json: v["data"].clone(),
-                avro_hex: v["avro_hex"].as_str().expect("avro_hex").to_string(),
+                data_json: s.data,
+                avro_hex: s.avro_hex,
                 key_field,
             }
         })

@@ -23,7 +23,7 @@ use openedx_events::bus::{ConsumerOptions, EventBusConsumer, EventBusProducer};
 use openedx_events::catalog;
 use openedx_events::metadata::EventsMetadata;
 use openedx_events::signal::Registry;
-use openedx_events::testing::openedx_events_vectors;
+use openedx_events::testing::{openedx_events_vectors, python_interpreter, Sample};
 use serde_json::Value as Json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
@@ -31,30 +31,8 @@ use tokio_util::sync::CancellationToken;
 
 const PREFIX: &str = "interop";
 
-struct Sample {
-    event_type: String,
-    data: Json,
-    /// The data exactly as Python's json.dumps wrote it in the line.
-    data_text: String,
-}
-
 fn samples() -> Vec<Sample> {
-    let path = openedx_events_vectors("events.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let samples: Vec<Sample> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let j: Json = serde_json::from_str(line).expect("events.jsonl line is JSON");
-            let start = line.find("\"data\": ").expect("data key") + "\"data\": ".len();
-            let end = line.find(", \"avro_hex\"").expect("avro_hex key");
-            Sample {
-                event_type: j["event_type"].as_str().expect("event_type").to_string(),
-                data: j["data"].clone(),
-                data_text: line[start..end].to_string(),
-            }
-        })
-        .collect();
+    let samples = openedx_events::testing::samples();
     let types: BTreeSet<&str> = samples.iter().map(|s| s.event_type.as_str()).collect();
     assert_eq!(
         (samples.len(), types.len()),
@@ -64,36 +42,12 @@ fn samples() -> Vec<Sample> {
     samples
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..")
-}
-
 fn scripts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("python")
 }
 
-/// The venv interpreter with the pinned Python packages.
-fn python() -> PathBuf {
-    let script = workspace_root().join("scripts").join("python-env.sh");
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let path = stdout.lines().last().unwrap_or("").trim().to_string();
-    if !out.status.success() || path.is_empty() {
-        panic!(
-            "the cross-language tests need the Python peers; {} failed ({}):\n{}",
-            script.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    PathBuf::from(path)
-}
-
 fn python_command(script: &str, url: &str) -> Command {
-    let mut cmd = Command::new(python());
+    let mut cmd = Command::new(python_interpreter());
     cmd.arg(scripts_dir().join(script))
         .env("DJANGO_SETTINGS_MODULE", "settings")
         .env("EVENT_BUS_REDIS_CONNECTION_URL", url)

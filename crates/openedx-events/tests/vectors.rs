@@ -9,36 +9,9 @@ use openedx_events::avro::{decode_resolved, encode, Schema};
 use openedx_events::catalog;
 use openedx_events::config::{extract_event_key, full_topic};
 use openedx_events::sample;
-use openedx_events::testing::{openedx_events_vectors, shared_vectors_dir};
+use openedx_events::testing::{openedx_events_vectors, samples, shared_vectors_dir};
 use openedx_events::value::Value;
 use serde_json::Value as Json;
-
-struct Sample {
-    event_type: String,
-    data: Json,
-    data_text: String,
-    avro: Vec<u8>,
-}
-
-fn samples() -> Vec<Sample> {
-    let path = openedx_events_vectors("events.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let j: Json = serde_json::from_str(line).expect("events.jsonl line is JSON");
-            // The data exactly as Python's json.dumps wrote it inside the line.
-            let start = line.find("\"data\": ").expect("data key") + "\"data\": ".len();
-            let end = line.find(", \"avro_hex\"").expect("avro_hex key");
-            Sample {
-                event_type: j["event_type"].as_str().expect("event_type").to_string(),
-                data: j["data"].clone(),
-                data_text: line[start..end].to_string(),
-                avro: hex::decode(j["avro_hex"].as_str().expect("avro_hex")).expect("hex"),
-            }
-        })
-        .collect()
-}
 
 #[test]
 fn every_sample_decodes_and_encodes_exactly() {
@@ -51,7 +24,8 @@ fn every_sample_decodes_and_encodes_exactly() {
             failures.push(format!("{}: not in the catalog", s.event_type));
             continue;
         };
-        match t.decode_data(&s.avro) {
+        let avro = s.avro();
+        match t.decode_data(&avro) {
             Ok(mut rec) => {
                 if rec.to_json() != s.data {
                     failures.push(format!("{}: decoded {} != {}", s.event_type, rec.to_json(), s.data));
@@ -74,12 +48,12 @@ fn every_sample_decodes_and_encodes_exactly() {
             Err(e) => failures.push(format!("{}: decode failed: {e}", s.event_type)),
         }
         match t.data_from_json(&s.data).and_then(|d| t.encode_data(&d)) {
-            Ok(bytes) if bytes == s.avro => {}
+            Ok(bytes) if bytes == avro => {}
             Ok(bytes) => failures.push(format!(
                 "{}: encoded {} != {}",
                 s.event_type,
                 hex::encode(bytes),
-                hex::encode(&s.avro)
+                hex::encode(&avro)
             )),
             Err(e) => failures.push(format!("{}: encode failed: {e}", s.event_type)),
         }
