@@ -4,7 +4,6 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
@@ -97,7 +96,16 @@ struct Inner {
     maintenance: Arc<Mutex<Option<Connection>>>,
     notify: Arc<Notify>,
     trim_clock: Mutex<TrimClock>,
-    trimming: Arc<AtomicBool>,
+    trim_state: Arc<Mutex<TrimState>>,
+}
+
+/// The background trim: none, one running, or one running and another due
+/// (a trim that comes due while one runs is run after it, never dropped).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TrimState {
+    Idle,
+    Running,
+    RunningAndDue,
 }
 
 struct TrimClock {
@@ -152,7 +160,7 @@ impl SqliteTransport {
                     publishes: 0,
                     last: Instant::now(),
                 }),
-                trimming: Arc::new(AtomicBool::new(false)),
+                trim_state: Arc::new(Mutex::new(TrimState::Idle)),
             }),
         })
     }
@@ -228,18 +236,31 @@ impl SqliteTransport {
             clock.publishes = 0;
             clock.last = Instant::now();
         }
-        if self.inner.trimming.swap(true, Ordering::AcqRel) {
-            return;
+        {
+            let mut state = lock(&self.inner.trim_state);
+            match *state {
+                TrimState::Idle => *state = TrimState::Running,
+                TrimState::Running | TrimState::RunningAndDue => {
+                    *state = TrimState::RunningAndDue;
+                    return;
+                }
+            }
         }
         let path = self.inner.path.clone();
         let options = self.inner.options.clone();
         let maintenance = self.inner.maintenance.clone();
-        let trimming = self.inner.trimming.clone();
-        tokio::task::spawn_blocking(move || {
+        let trim_state = self.inner.trim_state.clone();
+        tokio::task::spawn_blocking(move || loop {
             if let Err(e) = trim_with(&path, &options, &maintenance) {
                 tracing::warn!(error = %e.into_transport(&path), "could not apply the retention limits; will try again");
             }
-            trimming.store(false, Ordering::Release);
+            let mut state = lock(&trim_state);
+            if *state == TrimState::RunningAndDue {
+                *state = TrimState::Running;
+            } else {
+                *state = TrimState::Idle;
+                return;
+            }
         });
     }
 }
