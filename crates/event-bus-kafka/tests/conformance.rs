@@ -2,10 +2,9 @@
 //! Kafka-protocol broker: **tansu** (a Kafka-compatible broker written in
 //! Rust), one broker per case, and the schema registry **test double**.
 //!
-//! Storage: SQLite (`sqlite://`, a tansu built with `libsql`, found at
-//! `$TANSU_SQLITE_BIN` or `~/.cache/tansu-lite/bin/tansu`) when available,
-//! else in-memory (`~/.cargo/bin/tansu` or `$TANSU_BIN`); `TANSU_STORAGE`
-//! forces one. Under heavy parallel load the in-memory engine stalled
+//! Storage: SQLite (`sqlite://`; `scripts/setup.sh` builds tansu into
+//! `~/.cargo/bin` with `libsql` for it, `$TANSU_SQLITE_BIN` names another
+//! such binary), else in-memory (`$TANSU_BIN`); `TANSU_STORAGE` forces one. Under heavy parallel load the in-memory engine stalled
 //! consumer groups (`topic_isolation`, `concurrent_close`, 2 of 3 stress
 //! runs) where SQLite storage passed every run.
 //!
@@ -105,7 +104,7 @@ conformance_tests!(seek_time, backend());
 /// The `restart` group needs a broker whose data survives a restart.
 ///
 /// What was used: tansu 0.6 built with SQLite storage
-/// (`cargo install tansu --locked --features dynostore,libsql --root ~/.cache/tansu-lite`),
+/// (`cargo install tansu --locked --features dynostore,libsql`, as `scripts/setup.sh` does),
 /// run with `--storage-engine sqlite://tansu.db` in the broker's own
 /// directory; the restart kills the process (SIGKILL) and starts it again on
 /// the same port and file. The 50 events published before the restart were
