@@ -153,8 +153,9 @@ struct ErrorResponse {
 
 #[derive(Default)]
 struct Cache {
-    /// (subject, schema text) -> id.
-    registered: HashMap<(String, String), u32>,
+    /// subject -> (schema text, id) of each schema registered under it
+    /// (looked up without copying the text: this runs on every publish).
+    registered: HashMap<String, Vec<(String, u32)>>,
     /// id -> parsed schema.
     schemas: HashMap<u32, Arc<Schema>>,
 }
@@ -276,9 +277,13 @@ impl SchemaRegistry {
     /// The id of `schema` (its text, exactly as it is registered) under
     /// `subject`, registering it on first use. Cached per subject and text.
     pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
-        let cache_key = (subject.to_string(), schema.to_string());
-        if let Some(id) = self.cache().registered.get(&cache_key) {
-            return Ok(*id);
+        let cached = self
+            .cache()
+            .registered
+            .get(subject)
+            .and_then(|known| known.iter().find(|(text, _)| text == schema).map(|(_, id)| *id));
+        if let Some(id) = cached {
+            return Ok(id);
         }
         let path = format!("/subjects/{}/versions", encode_path_segment(subject));
         let response = self
@@ -299,7 +304,10 @@ impl SchemaRegistry {
         })?;
         let parsed = Schema::parse_str(schema).ok().map(Arc::new);
         let mut cache = self.cache();
-        cache.registered.insert(cache_key, body.id);
+        let known = cache.registered.entry(subject.to_string()).or_default();
+        if !known.iter().any(|(text, _)| text == schema) {
+            known.push((schema.to_string(), body.id));
+        }
         if let Some(parsed) = parsed {
             cache.schemas.entry(body.id).or_insert(parsed);
         }
