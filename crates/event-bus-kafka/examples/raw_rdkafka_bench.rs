@@ -27,6 +27,7 @@
 //!
 //! Prints one JSON object: `{"produce_rate", "e2e_rate", "events", ...}`.
 
+use clap::Parser;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,53 +48,33 @@ use rdkafka::Message;
 /// Distinct payloads cycled through (as `event-bus bench`).
 const POOL: u64 = 256;
 
+/// The command line (see the module docs).
+#[derive(Parser)]
 struct Args {
+    /// The broker, `HOST:PORT`.
+    #[arg(long)]
     bootstrap: String,
+    /// The schema registry URL.
+    #[arg(long)]
     registry: String,
+    /// The topic (created beforehand).
+    #[arg(long)]
     topic: String,
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     events: u64,
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
     producers: u64,
-    key_field: Option<String>,
+    /// The key field; empty for no key.
+    #[arg(long, default_value = "enrollment.course.course_key")]
+    key_field: String,
+    #[arg(long, default_value = "org.openedx.learning.course.enrollment.created.v1")]
     event_type: String,
-    batch: usize,
+    /// Messages taken per consumer batch.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    batch: u64,
+    /// Commit synchronously, as the backend does.
+    #[arg(long)]
     sync_commits: bool,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        bootstrap: String::new(),
-        registry: String::new(),
-        topic: String::new(),
-        events: 100_000,
-        producers: 128,
-        key_field: Some("enrollment.course.course_key".into()),
-        event_type: "org.openedx.learning.course.enrollment.created.v1".into(),
-        batch: 64,
-        sync_commits: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--bootstrap" => a.bootstrap = value()?,
-            "--registry" => a.registry = value()?,
-            "--topic" => a.topic = value()?,
-            "--events" => a.events = value()?.parse().map_err(|e| format!("--events: {e}"))?,
-            "--producers" => a.producers = value()?.parse().map_err(|e| format!("--producers: {e}"))?,
-            "--key-field" => a.key_field = Some(value()?).filter(|k| !k.is_empty()),
-            "--event-type" => a.event_type = value()?,
-            "--batch" => a.batch = value()?.parse().map_err(|e| format!("--batch: {e}"))?,
-            "--sync-commits" => a.sync_commits = true,
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    if a.bootstrap.is_empty() || a.registry.is_empty() || a.topic.is_empty() {
-        return Err("--bootstrap, --registry and --topic are required".into());
-    }
-    if a.events == 0 || a.producers == 0 || a.batch == 0 {
-        return Err("--events, --producers and --batch must be at least 1".into());
-    }
-    Ok(a)
 }
 
 /// The pool of ready-made records: what the backend would send for the same
@@ -109,28 +90,22 @@ async fn records(a: &Args, settings: &KafkaSettings) -> Result<Vec<KafkaRecord>,
         let data = sample::event_data(t, &mut rng);
         let metadata = EventsMetadata::new(t.name(), t.minor_version());
         let message: OutgoingMessage = noop
-            .prepare(t, &a.topic, a.key_field.as_deref(), &data, &metadata)
+            .prepare(
+                t,
+                &a.topic,
+                Some(a.key_field.as_str()).filter(|k| !k.is_empty()),
+                &data,
+                &metadata,
+            )
             .map_err(|e| e.to_string())?;
         out.push(build_record(&message, &registry).await.map_err(|e| e.to_string())?);
     }
     Ok(out)
 }
 
-fn round(x: f64, digits: i32) -> f64 {
-    let f = 10f64.powi(digits);
-    (x * f).round() / f
-}
-
 #[tokio::main]
-async fn main() {
-    if let Err(e) = run().await {
-        eprintln!("raw_rdkafka_bench: {e}");
-        std::process::exit(1);
-    }
-}
-
-async fn run() -> Result<(), String> {
-    let a = parse_args()?;
+async fn main() -> Result<(), String> {
+    let a = Args::parse();
     let n = a.events;
     let settings = KafkaSettings::new(a.bootstrap.clone(), a.registry.clone());
     let pool = Arc::new(records(&a, &settings).await?);
@@ -141,7 +116,7 @@ async fn run() -> Result<(), String> {
     config.set("auto.offset.reset", "earliest");
     let consumer: Arc<StreamConsumer> = Arc::new(config.create().map_err(|e| format!("consumer: {e}"))?);
     consumer.subscribe(&[&a.topic]).map_err(|e| format!("subscribe: {e}"))?;
-    let (batch, sync_commits) = (a.batch, a.sync_commits);
+    let (batch, sync_commits) = (a.batch as usize, a.sync_commits);
     let consumer_task = tokio::spawn({
         let consumer = consumer.clone();
         async move {
@@ -249,10 +224,10 @@ async fn run() -> Result<(), String> {
         "value_bytes_received": bytes,
         "commits": if sync_commits { "sync, per batch" } else { "async, per batch" },
         "batch": batch,
-        "produce_seconds": round(produce_secs, 3),
-        "produce_rate": round(produced as f64 / produce_secs, 1),
-        "e2e_seconds": round(e2e_secs, 3),
-        "e2e_rate": round(received as f64 / e2e_secs, 1),
+        "produce_seconds": produce_secs,
+        "produce_rate": produced as f64 / produce_secs,
+        "e2e_seconds": e2e_secs,
+        "e2e_rate": received as f64 / e2e_secs,
     });
     println!("{report}");
     Ok(())
