@@ -2,7 +2,9 @@
 //! protocol-level mock broker (`MockCluster`, a test double of a Kafka
 //! cluster) with the schema registry test double: out-of-order acks,
 //! commits before a rebalance revokes partitions, nack redelivery, close,
-//! registry outages and fatal errors.
+//! registry outages and fatal errors; and the conformance case
+//! `concurrent_close`, which tansu's group coordinator cannot run reliably
+//! (see tests/conformance.rs).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -41,6 +43,15 @@ fn init_tracing() {
         .try_init();
 }
 
+/// Settings for fast tests: short sessions, small linger.
+fn settings(bootstrap: &str, registry: &str) -> KafkaSettings {
+    let mut s = KafkaSettings::new(bootstrap, registry);
+    s.session_timeout_ms = Some(6000);
+    s.client_config.insert("heartbeat.interval.ms".into(), "500".into());
+    s.client_config.insert("linger.ms".into(), "1".into());
+    s
+}
+
 impl Fixture {
     fn new(topic: &str, partitions: i32) -> Self {
         init_tracing();
@@ -53,11 +64,7 @@ impl Fixture {
     }
 
     fn settings(&self) -> KafkaSettings {
-        let mut s = KafkaSettings::new(self.cluster.bootstrap_servers(), self.registry.url());
-        s.session_timeout_ms = Some(6000);
-        s.client_config.insert("heartbeat.interval.ms".into(), "500".into());
-        s.client_config.insert("linger.ms".into(), "1".into());
-        s
+        settings(&self.cluster.bootstrap_servers(), &self.registry.url())
     }
 
     fn transport(&self) -> KafkaTransport {
@@ -534,4 +541,50 @@ async fn a_fatal_consumer_error_ends_the_consume_loop() {
         }
         other => panic!("expected a fatal error, got {other:?}"),
     }
+}
+
+/// The mock cluster as a backend of the conformance suite, for the case
+/// tansu cannot run reliably. (The cluster itself is not `Send`: the test
+/// keeps it and creates the case's topic beforehand.)
+struct MockBackend {
+    bootstrap: String,
+    registry: RegistryDouble,
+    topic: String,
+}
+
+#[async_trait]
+impl event_bus_conformance::BackendUnderTest for MockBackend {
+    async fn transport(&self) -> Arc<dyn Transport> {
+        Arc::new(KafkaTransport::connect(settings(&self.bootstrap, &self.registry.url())).expect("transport"))
+    }
+
+    fn topic(&self, _case: &str) -> String {
+        self.topic.clone()
+    }
+
+    fn patience(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+}
+
+/// Ten members of one group join and close at once; then one member must
+/// get every message of the topic's three partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_concurrent_close() {
+    let topic = "conformance-concurrent_close";
+    let fixture = Fixture::new(topic, 3);
+    fixture
+        .cluster
+        .create_topic(&format!("{topic}-dlq"), 3, 1)
+        .expect("a topic");
+    let backend = MockBackend {
+        bootstrap: fixture.cluster.bootstrap_servers(),
+        registry: RegistryDouble::start().expect("registry double"),
+        topic: topic.to_string(),
+    };
+    event_bus_conformance::run_case("concurrent_close", &backend, |b| {
+        Box::pin(event_bus_conformance::pubsub::concurrent_close(b))
+    })
+    .await;
+    drop(fixture);
 }
