@@ -73,7 +73,9 @@ pub trait BackendUnderTest: Send + Sync {
 /// Generate one `#[tokio::test]` per case of a group, each with its own
 /// backend from `$make` (an expression).
 ///
-/// Groups: `core` (every backend), `groups` (consumer groups), `ordered`
+/// Groups: `core` (every backend), `groups` (consumer groups),
+/// `membership_churn` (many members of a group join and leave at once, then
+/// one member gets everything), `ordered`
 /// (per-key order and ordered redelivery), `persistent` (messages survive a
 /// subscriber's close; unacknowledged ones are redelivered), `replay` (a new
 /// group reads older messages), `seek_time` (replay from a time), `restart`
@@ -85,7 +87,6 @@ macro_rules! conformance_tests {
             pubsub::publish_subscribe,
             pubsub::many_topics,
             pubsub::resend_on_nack,
-            pubsub::concurrent_close,
             pubsub::continue_after_errors,
             pubsub::publisher_flush,
             pubsub::topic_isolation,
@@ -105,6 +106,9 @@ macro_rules! conformance_tests {
             pubsub::concurrent_subscribe,
             pubsub::two_groups_each_get_everything
         );
+    };
+    (membership_churn, $make:expr) => {
+        $crate::__conformance_cases!($make; pubsub::concurrent_close);
     };
     (ordered, $make:expr) => {
         $crate::__conformance_cases!($make;

@@ -24,6 +24,7 @@ fn backend() -> Memory {
 
 conformance_tests!(core, backend());
 conformance_tests!(groups, backend());
+conformance_tests!(membership_churn, backend());
 conformance_tests!(ordered, backend());
 conformance_tests!(replay, backend());
 conformance_tests!(seek_time, backend());

@@ -8,9 +8,9 @@
 //! consumer groups (`topic_isolation`, `concurrent_close`, 2 of 3 stress
 //! runs) where SQLite storage passed every run.
 //!
-//! Groups run: `core` (but `concurrent_close`, run on the mock cluster: see
-//! below), `groups`, `ordered`, `persistent`, `replay`, `seek_time`, and
-//! `restart` (SQLite storage required; see `restart_case`
+//! Groups run: `core`, `groups`, `ordered`, `persistent`, `replay`,
+//! `seek_time`, and `restart`; `membership_churn` runs on the mock cluster
+//! (see below) (SQLite storage required; see `restart_case`
 //! below for what was used and why).
 //!
 //! If tansu is missing the tests fail, saying how to install it.
@@ -95,33 +95,16 @@ fn backend() -> Tansu {
     Tansu::start(TansuBroker::start_for_tests().unwrap_or_else(|e| panic!("{e}")))
 }
 
-// The `core` group, but for `concurrent_close`, which runs on librdkafka's
-// mock cluster instead (tests/mock_cluster.rs): tansu 0.6's group
-// coordinator sometimes keeps members that left. Seen here (about 1 run in
-// 30): ten members of a group join and close at once, each sends its
-// LeaveGroup ("left the consumer group" logged ten times), and the next
-// member is assigned one partition of three, for good: the other two stay
-// with members that no longer exist, past the session timeout and the 60 s
-// of the case. A Kafka coordinator expires such members after
+conformance_tests!(core, backend());
+// Not `membership_churn` (`concurrent_close`): it runs on librdkafka's mock
+// cluster instead (tests/mock_cluster.rs). tansu 0.6's group coordinator
+// sometimes keeps members that left. Seen here (about 1 run in 30): ten
+// members of a group join and close at once, each sends its LeaveGroup
+// ("left the consumer group" logged ten times), and the next member is
+// assigned one partition of three, for good: the other two stay with
+// members that no longer exist, past the session timeout and the 60 s of
+// the case. A Kafka coordinator expires such members after
 // `session.timeout.ms`; the mock cluster does.
-event_bus_conformance::__conformance_cases!(backend();
-    pubsub::publish_subscribe,
-    pubsub::many_topics,
-    pubsub::resend_on_nack,
-    // pubsub::concurrent_close: on the mock cluster, see above.
-    pubsub::continue_after_errors,
-    pubsub::publisher_flush,
-    pubsub::topic_isolation,
-    pubsub::header_and_metadata_fidelity,
-    pubsub::payload_near_size_limit,
-    consume_loop::dead_letter_with_reason,
-    consume_loop::retry_with_backoff,
-    consume_loop::retry_does_not_block_the_stream,
-    consume_loop::poison_messages_do_not_stop_the_stream,
-    consume_loop::graceful_shutdown_with_in_flight_messages,
-    consume_loop::duplicate_event_id,
-    consume_loop::dead_letters_can_be_requeued,
-);
 conformance_tests!(groups, backend());
 conformance_tests!(ordered, backend());
 conformance_tests!(persistent, backend());

@@ -33,6 +33,7 @@ fn backend() -> Pulsar {
 
 conformance_tests!(core, backend());
 conformance_tests!(groups, backend());
+conformance_tests!(membership_churn, backend());
 conformance_tests!(replay, backend());
 conformance_tests!(seek_time, backend());
 conformance_tests!(persistent, backend());

@@ -79,6 +79,7 @@ fn own_server() -> Redis {
 
 conformance_tests!(core, shared());
 conformance_tests!(groups, shared());
+conformance_tests!(membership_churn, shared());
 conformance_tests!(ordered, shared());
 conformance_tests!(persistent, shared());
 conformance_tests!(replay, shared());

@@ -54,6 +54,7 @@ fn backend() -> Sqlite {
 
 conformance_tests!(core, backend());
 conformance_tests!(groups, backend());
+conformance_tests!(membership_churn, backend());
 conformance_tests!(ordered, backend());
 conformance_tests!(persistent, backend());
 conformance_tests!(replay, backend());
