@@ -98,8 +98,12 @@ struct Delayed {
 /// - `attempt` counts deliveries of a message to this member (pulsar-rs
 ///   does not expose the broker's redelivery count).
 /// - With Key_Shared, a nacked message's key is held back: later messages
-///   of that key wait locally until the nacked one is redelivered, so one
-///   member sees a key in publish order even across nacks.
+///   of that key taken from the broker after the nack wait locally until
+///   the nacked one is redelivered (or its delay plus the operation timeout
+///   passed). Messages of that key already handed to the consume loop in
+///   the same batch are not held back: the loop goes on with them. For
+///   strict per-key order across failures, give the loop an in-place retry
+///   budget (`EVENT_BUS_RETRY_MAX_BLOCKING`).
 /// - `flush_acks` waits for a request/response round trip on the consumer's
 ///   connection, after the acks: the broker has them when it returns.
 ///

@@ -26,6 +26,11 @@
 //!    1000 (`tests/python/key_shared_redelivery_probe.py URL concurrent`).
 //!    So the cases here run one at a time, on a broker of their own (this
 //!    test binary's).
+//!
+//! One case is left out for a reason of this backend's own, not the
+//! broker's: `retry_does_not_block_the_stream`, whose outcome under
+//! Key_Shared depends on whether the later messages of a nacked key were
+//! already taken with it (see the list below and `PulsarSubscription`).
 
 mod support;
 
@@ -99,7 +104,8 @@ cases!(
     consume_loop::dead_letter_with_reason,
     // Not run on Key_Shared here (it runs under Shared in conformance.rs): pulsar-lite's Key_Shared never delivers a message a third time (the receiver fails twice, then succeeds).
     // consume_loop::retry_with_backoff,
-    consume_loop::retry_does_not_block_the_stream,
+    // Not run on Key_Shared (it runs under Shared in conformance.rs): with a zero in-place retry budget, the three messages of one key are handled [1, 2, 0] when they came in one batch, but [0, 1, 2] when 1 and 2 arrive after 0's nack, because Key_Shared holds the nacked key back; the case expects the first, so its outcome depends on timing here (seen failing in CI).
+    // consume_loop::retry_does_not_block_the_stream,
     consume_loop::poison_messages_do_not_stop_the_stream,
     // Not run on Key_Shared here (it runs under Shared in conformance.rs): pulsar-lite's Key_Shared never delivers a message a third time (handed back by a nack at shutdown, then by the close, then due to the restarted consumer).
     // consume_loop::graceful_shutdown_with_in_flight_messages,
