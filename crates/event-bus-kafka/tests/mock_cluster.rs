@@ -277,7 +277,7 @@ async fn revoked_partitions_commit_what_was_acknowledged_before_they_go() {
         b_got.extend(b.receive(10, Duration::from_millis(200)).await.expect("receive b"));
     }
     stop.cancel();
-    let (mut a, a_extra) = a_task.await.unwrap();
+    let (a, a_extra) = a_task.await.unwrap();
     let per_partition: Vec<i64> = (0..2)
         .map(|p| {
             got.iter()
@@ -298,8 +298,16 @@ async fn revoked_partitions_commit_what_was_acknowledged_before_they_go() {
     );
     assert!(a_extra.is_empty());
     assert_eq!(sent.len(), 20);
-    a.close().await.unwrap();
-    b.close().await.unwrap();
+    // The members are not closed: closing a cooperative-sticky member
+    // while the mock cluster rebalances sometimes waits past `close`'s 30 s
+    // and then aborts the process inside librdkafka 2.12
+    // (`rd_kafka_cgrp_terminated: assert: !rd_kafka_assignment_in_progress`).
+    // Closing is covered with the default (eager) assignment by
+    // `close_commits_acknowledged_offsets_and_the_next_member_goes_on`; the
+    // members and their cluster are left to the end of the test process.
+    std::mem::forget(a);
+    std::mem::forget(b);
+    std::mem::forget(f);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
