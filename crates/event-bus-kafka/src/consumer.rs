@@ -833,6 +833,22 @@ impl KafkaSubscription {
         }
     }
 
+    /// Take the messages the client already holds, without waiting, until
+    /// `limit` are ready.
+    fn poll_without_waiting(&mut self, consumer: &Inner, limit: usize) {
+        while self.ready_len() < limit {
+            match consumer.recv().now_or_never() {
+                Some(Ok(m)) => self.take(&m),
+                Some(Err(e)) => {
+                    let err = self.on_poll_error(&e);
+                    tracing::warn!(error = %err, "error while polling");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+
     fn ready_len(&self) -> usize {
         self.shared.lock().ready.len()
     }
@@ -910,18 +926,7 @@ impl Subscription for KafkaSubscription {
                 }
                 Ok(m) => self.take(&m),
             }
-            // Take what is already there, without waiting.
-            while self.ready_len() < max {
-                match consumer.recv().now_or_never() {
-                    Some(Ok(m)) => self.take(&m),
-                    Some(Err(e)) => {
-                        let err = self.on_poll_error(&e);
-                        tracing::warn!(error = %err, "error while polling");
-                        break;
-                    }
-                    None => break,
-                }
-            }
+            self.poll_without_waiting(&consumer, max);
             self.check_fatal(&consumer)?;
         }
     }
@@ -963,17 +968,7 @@ impl Subscription for KafkaSubscription {
             (Some(c), false) => c.clone(),
             _ => return Ok(()),
         };
-        while self.ready_len() < KEEP_ALIVE_BUFFER {
-            match consumer.recv().now_or_never() {
-                Some(Ok(m)) => self.take(&m),
-                Some(Err(e)) => {
-                    let err = self.on_poll_error(&e);
-                    tracing::warn!(error = %err, "error while polling");
-                    break;
-                }
-                None => break,
-            }
-        }
+        self.poll_without_waiting(&consumer, KEEP_ALIVE_BUFFER);
         self.check_fatal(&consumer)
     }
 
