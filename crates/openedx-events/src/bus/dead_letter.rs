@@ -21,6 +21,40 @@ pub const DLQ_ORIGINAL_POSITION: &str = "dlq_original_position";
 /// Header: the consumer group that gave up.
 pub const DLQ_CONSUMER_GROUP: &str = "dlq_consumer_group";
 
+/// The longest `dlq_error` header kept, in bytes: a receiver's error text
+/// has no bound of its own, and a dead letter too large for the broker could
+/// never be published.
+pub const MAX_ERROR_BYTES: usize = 4096;
+
+/// Whether a message is a dead letter (it carries a `dlq_reason` header).
+/// Backends use it to keep dead letters out of stream trimming and retention:
+/// a dead letter is deleted by an operator, never by the broker.
+///
+/// ```
+/// use openedx_events::bus::dead_letter::{is_dead_letter, DLQ_REASON};
+/// use openedx_events::bus::transport::RawMessage;
+/// let mut m = RawMessage { topic: "t-dlq".into(), key: None, headers: vec![], value: vec![], timestamp: None };
+/// assert!(!is_dead_letter(&m));
+/// m.headers.push((DLQ_REASON.into(), b"undecodable".to_vec()));
+/// assert!(is_dead_letter(&m));
+/// ```
+pub fn is_dead_letter(raw: &RawMessage) -> bool {
+    raw.headers.iter().any(|(k, _)| k == DLQ_REASON)
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, saying so.
+pub fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    const MARK: &str = "... (truncated)";
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = max.saturating_sub(MARK.len());
+    while end > 0 && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}{MARK}", &text[..end]))
+}
+
 /// Why a message was dead-lettered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
@@ -63,7 +97,10 @@ pub fn dead_letter(
     let now = isoformat_utc(&chrono::Utc::now());
     raw.headers.extend([
         (DLQ_REASON.to_string(), reason.as_str().as_bytes().to_vec()),
-        (DLQ_ERROR.to_string(), error.as_bytes().to_vec()),
+        (
+            DLQ_ERROR.to_string(),
+            bounded(error, MAX_ERROR_BYTES).as_bytes().to_vec(),
+        ),
         (DLQ_ATTEMPTS.to_string(), attempts.to_string().into_bytes()),
         (DLQ_FAILED_AT.to_string(), now.into_bytes()),
         (DLQ_ORIGINAL_TOPIC.to_string(), delivery.raw.topic.as_bytes().to_vec()),
@@ -123,5 +160,31 @@ mod tests {
         assert_eq!(dl.header_str(DLQ_ORIGINAL_POSITION), Some("17"));
         let back = original(&dl).unwrap();
         assert_eq!(back, raw);
+        assert!(is_dead_letter(&dl));
+        assert!(!is_dead_letter(&back));
+    }
+
+    #[test]
+    fn error_header_is_bounded_on_a_char_boundary() {
+        let long = "é".repeat(10_000);
+        let cut = bounded(&long, MAX_ERROR_BYTES);
+        assert!(cut.len() <= MAX_ERROR_BYTES, "{}", cut.len());
+        assert!(cut.ends_with("(truncated)"));
+        assert_eq!(bounded("short", MAX_ERROR_BYTES), "short");
+        let d = Delivery {
+            raw: RawMessage {
+                topic: "t".into(),
+                key: None,
+                headers: vec![],
+                value: vec![],
+                timestamp: None,
+            },
+            tag: DeliveryTag(1),
+            position: "1".into(),
+            attempt: 1,
+            event: Err("bad".into()),
+        };
+        let dl = dead_letter(&d, "t-dlq", "g", Reason::ReceiverFailed, &long, 1);
+        assert!(dl.header(DLQ_ERROR).map_or(0, |v| v.len()) <= MAX_ERROR_BYTES);
     }
 }

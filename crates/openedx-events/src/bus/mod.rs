@@ -20,6 +20,7 @@
 
 pub mod consumer;
 pub mod dead_letter;
+pub mod delayed;
 pub mod hooks;
 pub mod memory;
 pub mod options;

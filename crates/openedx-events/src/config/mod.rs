@@ -4,10 +4,12 @@
 
 pub mod key;
 pub mod producer;
+pub mod secret;
 pub mod settings;
 
 pub use key::{extract_event_key, EventKey, KeyError};
 pub use producer::{merge_producer_configs, ProducerConfig, TopicConfig};
+pub use secret::{redact_url, Redactor, Secret};
 pub use settings::Settings;
 
 /// A configuration problem, naming the offending key.

@@ -23,10 +23,56 @@ use serde_json::Value as Json;
 
 use super::ConfigError;
 
-/// A set of settings.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A set of settings. `Debug` masks secrets: values of settings whose
+/// name says they are secret ([`super::secret::is_secret_setting`]),
+/// credentials inside URLs, and structured values (client configurations
+/// may hold passwords).
+///
+/// ```
+/// use openedx_events::config::Settings;
+/// let mut s = Settings::new();
+/// s.set("EVENT_BUS_REDIS_CONNECTION_URL", "redis://app:hunter2@cache:6379/0");
+/// s.set("EVENT_BUS_KAFKA_API_SECRET", "hunter3");
+/// s.set("EVENT_BUS_KAFKA_CLIENT_CONFIG", serde_json::json!({"sasl.password": "hunter4"}));
+/// let shown = format!("{s:?}");
+/// assert!(!shown.contains("hunter"), "{shown}");
+/// assert!(shown.contains("redis://app:********@cache:6379/0"), "{shown}");
+/// ```
+#[derive(Clone, Default, PartialEq)]
 pub struct Settings {
     values: BTreeMap<String, Json>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut map = f.debug_map();
+        for (k, v) in &self.values {
+            map.entry(k, &Shown(k, v));
+        }
+        map.finish()
+    }
+}
+
+/// A setting's value as `Debug` shows it (see [`Settings`]): nested
+/// objects are shown with their secret-named entries masked.
+struct Shown<'a>(&'a str, &'a Json);
+
+impl std::fmt::Debug for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use super::secret::{is_secret_setting, redact_url, MASK};
+        match self.1 {
+            _ if is_secret_setting(self.0) => f.write_str(MASK),
+            Json::String(s) if s.contains("://") => write!(f, "{:?}", redact_url(s)),
+            Json::Object(o) => {
+                let mut map = f.debug_map();
+                for (k, v) in o {
+                    map.entry(k, &Shown(k, v));
+                }
+                map.finish()
+            }
+            v => write!(f, "{v}"),
+        }
+    }
 }
 
 /// Whether an environment variable belongs to the event bus settings.
