@@ -133,26 +133,14 @@ pub async fn show(global: &GlobalArgs, topic: &str, position: &str) -> Result<()
 
 /// The data of a delivery as JSON, or why it cannot be decoded.
 fn decode_data(bus: &EventBus, d: &Delivery) -> String {
-    let incoming = match &d.event {
-        Ok(e) => e,
-        Err(reason) => return format!("(cannot read the message: {reason})"),
-    };
-    let Some(signal) = bus.registry().get(&incoming.event_type) else {
-        return format!("(unknown event type {:?})", incoming.event_type);
-    };
-    let t = signal.event_type();
-    let decoded = match &incoming.writer_schema {
-        Some(writer) => t.decode_data_from(writer, &incoming.body),
-        None => t.decode_data(&incoming.body),
-    };
-    match decoded {
+    match dead_letter::decode_data(bus.registry(), d) {
         Ok(data) => data.to_json_string(),
-        Err(e) => format!("(undecodable: {e})"),
+        Err(why) => format!("({why})"),
     }
 }
 
 /// Send dead letters back to their original topics, acknowledging each one
-/// in the group once it is republished.
+/// in the group once it is republished (the core's [`dead_letter::requeue`]).
 pub async fn requeue(global: &GlobalArgs, topic: &str, group: &str, limit: Option<u64>) -> Result<()> {
     let (transport, dlq, bus) = connect(global, topic, "requeue dead letters").await?;
     let options = bus.consumer_options(topic, group)?;
@@ -163,67 +151,16 @@ pub async fn requeue(global: &GlobalArgs, topic: &str, group: &str, limit: Optio
         start: StartPosition::Earliest,
         extras: serde_json::Map::new(),
     };
-    let mut sub = transport
-        .subscribe(&request)
-        .await
-        .with_context(|| format!("cannot read the dead-letter topic {dlq} in group {group}"))?;
-    let limit = limit.unwrap_or(u64::MAX);
-    let mut requeued = 0u64;
-    let mut skipped = 0u64;
-    let mut failure: Option<CliError> = None;
-    'outer: while requeued < limit {
-        let max = (limit - requeued).min(64) as usize;
-        let batch = match sub.receive(max, options.poll_timeout).await {
-            Ok(b) => b,
-            Err(e) => {
-                failure = Some(CliError::new(format!("cannot read {dlq}: {e}")));
-                break;
-            }
-        };
-        if batch.is_empty() {
-            break;
-        }
-        let mut rest = batch.into_iter();
-        while let Some(d) = rest.next() {
-            if requeued >= limit {
-                let _ = sub.nack(d.tag, std::time::Duration::ZERO).await;
-                continue;
-            }
-            let Some(original) = dead_letter::original(&d.raw) else {
-                // Not a dead letter: leave it alone (unacknowledged).
-                tracing::warn!(position = %d.position, "message has no {DLQ_ORIGINAL_TOPIC} header; skipped");
-                skipped += 1;
-                continue;
-            };
-            if let Err(e) = transport.publish_raw(&original).await {
-                let _ = sub.nack(d.tag, std::time::Duration::ZERO).await;
-                for d in rest.by_ref() {
-                    let _ = sub.nack(d.tag, std::time::Duration::ZERO).await;
-                }
-                failure = Some(CliError::new(format!(
-                    "cannot requeue {dlq} position {} to {}: {e}",
-                    d.position, original.topic
-                )));
-                break 'outer;
-            }
-            if let Err(e) = sub.ack(d.tag).await {
-                failure = Some(CliError::new(format!(
-                    "requeued {dlq} position {} but cannot acknowledge it (it may be requeued again): {e}",
-                    d.position
-                )));
-                break 'outer;
-            }
-            requeued += 1;
-        }
+    let (done, failure) = match dead_letter::requeue(transport.as_ref(), &request, limit, options.poll_timeout).await {
+        Ok(done) => (done, None),
+        Err(e) => (e.done, Some(CliError::new(e.to_string()))),
+    };
+    println(&format!("requeued {} dead letters from {dlq}", done.requeued))?;
+    if done.skipped > 0 {
+        eprintln!(
+            "skipped {} messages without a {DLQ_ORIGINAL_TOPIC} header",
+            done.skipped
+        );
     }
-    let flushed = sub.flush_acks().await;
-    let _ = sub.close().await;
-    println(&format!("requeued {requeued} dead letters from {dlq}"))?;
-    if skipped > 0 {
-        eprintln!("skipped {skipped} messages without a {DLQ_ORIGINAL_TOPIC} header");
-    }
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    flushed.with_context(|| format!("cannot acknowledge the requeued messages in {dlq}"))
+    failure.map_or(Ok(()), Err)
 }

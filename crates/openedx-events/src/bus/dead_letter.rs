@@ -1,10 +1,15 @@
 //! Dead letters: a message that cannot be handled goes, bytes and headers
 //! untouched, to `<topic>-dlq` with headers saying why, after how many
-//! attempts and when. `event-bus dlq requeue` sends it back.
+//! attempts and when. [`requeue`] (what `event-bus dlq requeue` runs) sends
+//! dead letters back to their topics; [`decode_data`] reads one (`dlq show`).
+
+use std::time::Duration;
 
 use crate::datetime::isoformat_utc;
+use crate::signal::Registry;
+use crate::value::Record;
 
-use super::transport::{Delivery, RawMessage};
+use super::transport::{Delivery, RawMessage, SubscribeRequest, Transport, TransportError};
 
 /// Header: why the message was dead-lettered (a [`Reason`] name).
 pub const DLQ_REASON: &str = "dlq_reason";
@@ -127,6 +132,142 @@ fn strip(raw: &RawMessage) -> RawMessage {
     m.headers.retain(|(k, _)| !k.starts_with("dlq_"));
     m.timestamp = None;
     m
+}
+
+/// The data of a dead letter (or any delivery), decoded with the schema of
+/// its event type; or why it cannot be.
+pub fn decode_data(registry: &Registry, d: &Delivery) -> Result<Record, String> {
+    let incoming = d
+        .event
+        .as_ref()
+        .map_err(|reason| format!("cannot read the message: {reason}"))?;
+    let signal = registry
+        .get(&incoming.event_type)
+        .ok_or_else(|| format!("unknown event type {:?}", incoming.event_type))?;
+    let t = signal.event_type();
+    let decoded = match &incoming.writer_schema {
+        Some(writer) => t.decode_data_from(writer, &incoming.body),
+        None => t.decode_data(&incoming.body),
+    };
+    decoded.map_err(|e| format!("undecodable: {e}"))
+}
+
+/// What a [`requeue`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requeued {
+    /// Dead letters published back to their topics and acknowledged.
+    pub requeued: u64,
+    /// Messages without a `dlq_original_topic` header, left unacknowledged.
+    pub skipped: u64,
+}
+
+/// Why a [`requeue`] stopped early; what was done before is in `done`.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct RequeueError {
+    /// What could not be done, with the topic and position.
+    pub what: String,
+    /// The transport's error.
+    #[source]
+    pub source: TransportError,
+    /// What was requeued before it stopped.
+    pub done: Requeued,
+}
+
+/// Send the dead letters read in `request`'s group (its `topic` is the
+/// dead-letter topic) back to their original topics, at most `limit`, until
+/// the topic has nothing more within `wait`. Each is acknowledged in the group
+/// once republished, so a requeue that stops early resumes where it
+/// stopped; one republished but not acknowledged may be requeued twice
+/// (consumers' deduplication window skips the second).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use openedx_events::bus::dead_letter::{requeue, DLQ_ORIGINAL_TOPIC};
+/// use openedx_events::bus::memory::MemoryBroker;
+/// use openedx_events::bus::transport::{RawMessage, SubscribeRequest, Transport};
+/// let t = MemoryBroker::new().transport();
+/// let letter = RawMessage { topic: "t-dlq".into(), key: None, value: b"x".to_vec(), timestamp: None,
+///     headers: vec![(DLQ_ORIGINAL_TOPIC.into(), b"t".to_vec())] };
+/// t.publish_raw(&letter).await.unwrap();
+/// let request = SubscribeRequest { topic: "t-dlq".into(), group: "ops".into(), consumer_name: "me".into(),
+///     start: Default::default(), extras: Default::default() };
+/// let done = requeue(&t, &request, None, Duration::from_millis(50)).await.unwrap();
+/// assert_eq!(done.requeued, 1);
+/// assert_eq!(t.browse("t", None, 10).await.unwrap()[0].raw.value, b"x");
+/// # });
+/// ```
+pub async fn requeue(
+    transport: &dyn Transport,
+    request: &SubscribeRequest,
+    limit: Option<u64>,
+    wait: Duration,
+) -> Result<Requeued, RequeueError> {
+    let dlq = &request.topic;
+    let mut done = Requeued::default();
+    let fail = |what: String, source: TransportError, done: Requeued| RequeueError { what, source, done };
+    let mut sub = transport.subscribe(request).await.map_err(|e| {
+        fail(
+            format!("cannot read the dead-letter topic {dlq} in group {}", request.group),
+            e,
+            done,
+        )
+    })?;
+    let limit = limit.unwrap_or(u64::MAX);
+    let mut failure = None;
+    'read: while done.requeued < limit {
+        let max = (limit - done.requeued).min(64) as usize;
+        let batch = match sub.receive(max, wait).await {
+            Ok(b) if b.is_empty() => break,
+            Ok(b) => b,
+            Err(e) => {
+                failure = Some((format!("cannot read {dlq}"), e));
+                break;
+            }
+        };
+        let mut rest = batch.into_iter();
+        while let Some(d) = rest.next() {
+            let Some(message) = original(&d.raw) else {
+                // Not a dead letter: left alone (unacknowledged).
+                tracing::warn!(position = %d.position, "message has no {DLQ_ORIGINAL_TOPIC} header; skipped");
+                done.skipped += 1;
+                continue;
+            };
+            let step = match transport.publish_raw(&message).await {
+                Ok(_) => sub.ack(d.tag).await.map_err(|e| {
+                    let what = format!(
+                        "requeued {dlq} position {} but cannot acknowledge it (it may be requeued again)",
+                        d.position
+                    );
+                    (what, e)
+                }),
+                Err(e) => {
+                    let what = format!("cannot requeue {dlq} position {} to {}", d.position, message.topic);
+                    let _ = sub.nack(d.tag, Duration::ZERO).await;
+                    Err((what, e))
+                }
+            };
+            if let Err(f) = step {
+                for d in rest {
+                    let _ = sub.nack(d.tag, Duration::ZERO).await;
+                }
+                failure = Some(f);
+                break 'read;
+            }
+            done.requeued += 1;
+            tracing::info!(dead_letter_topic = %dlq, position = %d.position, topic = %message.topic, "requeued");
+        }
+    }
+    let flushed = sub.flush_acks().await;
+    if let Err(e) = sub.close().await {
+        tracing::warn!(error = %e, "could not close the dead-letter subscription cleanly");
+    }
+    if let Some((what, e)) = failure {
+        return Err(fail(what, e, done));
+    }
+    flushed.map_err(|e| fail(format!("cannot acknowledge the requeued messages in {dlq}"), e, done))?;
+    Ok(done)
 }
 
 #[cfg(test)]
