@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use openedx_events::bus::transport::{
-    Capabilities, Delivery, DeliveryTag, OutgoingMessage, RawMessage, SeekTarget, SubscribeRequest, Subscription,
-    Transport, TransportError,
+    Capabilities, Delivery, DeliveryTag, LeaseKeeper, OutgoingMessage, RawMessage, SeekTarget, SubscribeRequest,
+    Subscription, Transport, TransportError,
 };
 use openedx_events::bus::wire;
 use rusqlite::Connection;
@@ -504,8 +504,37 @@ impl SqliteSubscription {
     }
 }
 
+/// Renews the leases of a member from the loop's keeping task (a receiver
+/// may hold the loop for longer than the lease).
+struct SqliteLeaseKeeper {
+    inner: Arc<Inner>,
+    conn: Arc<Mutex<Connection>>,
+    member: Arc<Member>,
+}
+
+#[async_trait]
+impl LeaseKeeper for SqliteLeaseKeeper {
+    async fn keep_alive(&self) -> Result<(), TransportError> {
+        let m = self.member.clone();
+        // Writing (even no acks) renews every lease this member holds.
+        blocking(&self.inner.path, &self.conn, move |c| store::flush(c, &m, &[])).await
+    }
+
+    fn interval(&self) -> Duration {
+        self.member.lease / 4
+    }
+}
+
 #[async_trait]
 impl Subscription for SqliteSubscription {
+    fn lease_keeper(&self) -> Option<Arc<dyn LeaseKeeper>> {
+        Some(Arc::new(SqliteLeaseKeeper {
+            inner: self.inner.clone(),
+            conn: self.conn.clone(),
+            member: self.member.clone(),
+        }))
+    }
+
     async fn receive(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, TransportError> {
         if self.closed {
             return Err(self.closed_error());

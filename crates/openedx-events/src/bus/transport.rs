@@ -315,6 +315,16 @@ pub trait Subscription: Send {
         Ok(())
     }
 
+    /// A handle that extends the leases of the messages this subscription
+    /// holds from another task, for backends whose leases expire (SQLite's
+    /// lease, a poll interval). The loop drives it while a receiver runs,
+    /// synchronous receivers included (they block the loop's task, so
+    /// [`Subscription::keep_alive`] cannot be called meanwhile). `None` (the
+    /// default): the backend's leases do not expire while the loop is busy.
+    fn lease_keeper(&self) -> Option<Arc<dyn LeaseKeeper>> {
+        None
+    }
+
     /// Move the group's position (replay).
     async fn seek(&mut self, target: &SeekTarget) -> Result<(), TransportError> {
         let _ = target;
@@ -327,4 +337,38 @@ pub trait Subscription: Send {
     /// entry is claimed after its idle time; a restarted consumer of the same
     /// name recovers it). Idempotent.
     async fn close(&mut self) -> Result<(), TransportError>;
+}
+
+/// Extends the leases of the messages a subscription holds; called from a
+/// task of its own while the loop is busy (see [`Subscription::lease_keeper`]).
+#[async_trait]
+pub trait LeaseKeeper: Send + Sync {
+    /// Extend the leases now.
+    async fn keep_alive(&self) -> Result<(), TransportError>;
+
+    /// How often to call it while the same message stays in hand (a lease
+    /// is renewed within two of these): a fraction of the backend's lease.
+    fn interval(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+}
+
+/// Run a backend's parser of one message (its headers and framing), turning
+/// a panic into the error that dead-letters the message: one hostile
+/// message must not take the good ones of its batch with it.
+///
+/// ```
+/// use openedx_events::bus::transport::parse_guarded;
+/// let r = parse_guarded(|| -> Result<(), String> { panic!("bad offset") });
+/// assert!(r.unwrap_err().contains("bad offset"));
+/// ```
+pub fn parse_guarded<T>(parse: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse)).unwrap_or_else(|p| {
+        let text = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(format!("the message could not be parsed (the parser panicked: {text})"))
+    })
 }

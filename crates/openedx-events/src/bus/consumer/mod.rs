@@ -27,6 +27,7 @@ use super::options::ConsumerOptions;
 use super::transport::{Delivery, SubscribeRequest, Subscription, Transport, TransportError};
 
 mod handle;
+mod lease;
 mod settle;
 mod state;
 
@@ -196,6 +197,9 @@ impl EventBusConsumer {
         shutdown: &CancellationToken,
     ) -> Result<(), ConsumerError> {
         let o = &self.options;
+        let in_hand = lease::InHand::default();
+        // Dropped (stopped) with the subscription it keeps.
+        let mut lease_task: Option<lease::LeaseTask> = None;
         loop {
             if shutdown.is_cancelled() || self.limit_reached(st) {
                 return Ok(());
@@ -203,7 +207,10 @@ impl EventBusConsumer {
             self.check_error_limit(st)?;
             if slot.is_none() {
                 match self.subscribe(request, st, shutdown).await? {
-                    Some(s) => *slot = Some(s),
+                    Some(s) => {
+                        lease_task = s.lease_keeper().map(|k| lease::LeaseTask::start(k, in_hand.clone()));
+                        *slot = Some(s);
+                    }
                     None => return Ok(()),
                 }
             }
@@ -228,6 +235,7 @@ impl EventBusConsumer {
                     continue;
                 }
                 Err(p) => {
+                    drop(lease_task.take());
                     self.drop_panicked(slot, st, "receiving", p.as_ref());
                     if sleep_or_cancel(self.poll_failure_delay(st), shutdown).await {
                         return Ok(());
@@ -252,10 +260,12 @@ impl EventBusConsumer {
                     break;
                 }
                 let position = d.position.clone();
-                match AssertUnwindSafe(self.process(sub.as_mut(), d, st, shutdown))
+                in_hand.start(st.stats.received + 1);
+                let processed = AssertUnwindSafe(self.process(sub.as_mut(), d, st, shutdown))
                     .catch_unwind()
-                    .await
-                {
+                    .await;
+                in_hand.done();
+                match processed {
                     Ok(r) => r?,
                     Err(p) => {
                         panicked = Some((position, p));
@@ -266,6 +276,7 @@ impl EventBusConsumer {
             if let Some((position, p)) = panicked {
                 // The rest of the batch is delivered again after re-joining.
                 drop(rest);
+                drop(lease_task.take());
                 self.drop_panicked(slot, st, &format!("handling the message at {position}"), p.as_ref());
                 continue;
             }
