@@ -26,6 +26,8 @@
 //! ```
 
 pub mod consume_loop;
+pub mod fault_proxy;
+pub mod faults;
 pub mod pubsub;
 pub mod support;
 
@@ -63,6 +65,35 @@ pub trait BackendUnderTest: Send + Sync {
         Duration::from_secs(30)
     }
 
+    /// Events a fault case sends (`faults` group).
+    fn fault_events(&self) -> usize {
+        5000
+    }
+
+    /// The longest stall a fault case accepts after the fault ended: a
+    /// bound far below any claim or session timeout, so an event left
+    /// behind until one fires fails the case.
+    fn stall_bound(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+
+    /// How long the network stays black-holed (`network_faults` group).
+    fn blackhole_time(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+
+    /// The broker's address, for the `network_faults` group's proxy.
+    fn broker_addr(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
+
+    /// A connection to the broker through `addr` (the fault proxy) instead
+    /// of its own address, for the `network_faults` group.
+    async fn transport_via(&self, addr: std::net::SocketAddr) -> Option<Arc<dyn Transport>> {
+        let _ = addr;
+        None
+    }
+
     /// Extra options the backend needs on every subscription (e.g. a short
     /// idle time before claiming), merged into `SubscribeRequest::extras`.
     fn subscribe_extras(&self) -> serde_json::Map<String, serde_json::Value> {
@@ -79,7 +110,9 @@ pub trait BackendUnderTest: Send + Sync {
 /// (per-key order and ordered redelivery), `persistent` (messages survive a
 /// subscriber's close; unacknowledged ones are redelivered), `replay` (a new
 /// group reads older messages), `seek_time` (replay from a time), `restart`
-/// (survive a broker restart).
+/// (survive a broker restart), `faults` (a consumer and a producer through
+/// broker restarts, measured: [`faults`]), `network_faults` (black-hole and
+/// connection resets through [`fault_proxy::FaultProxy`]).
 #[macro_export]
 macro_rules! conformance_tests {
     (core, $make:expr) => {
@@ -130,6 +163,18 @@ macro_rules! conformance_tests {
     };
     (restart, $make:expr) => {
         $crate::__conformance_cases!($make; pubsub::reconnect_after_broker_restart);
+    };
+    (faults, $make:expr) => {
+        $crate::__conformance_cases!($make;
+            faults::consume_through_broker_restarts,
+            faults::produce_through_broker_restart
+        );
+    };
+    (network_faults, $make:expr) => {
+        $crate::__conformance_cases!($make;
+            faults::blackhole_then_heal,
+            faults::connection_reset_mid_stream
+        );
     };
 }
 
