@@ -65,4 +65,5 @@ mod restart {
     }
 
     conformance_tests!(restart, backend());
+    conformance_tests!(faults, backend());
 }
