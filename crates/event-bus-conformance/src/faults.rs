@@ -432,3 +432,60 @@ pub async fn connection_reset_mid_stream(b: &impl BackendUnderTest) {
         b.stall_bound()
     );
 }
+
+/// A receiver slower than the backend's lease (claim or session time) while
+/// a second member of the group runs: the leases are kept while it works
+/// (synchronous receivers included), so no event is handled twice.
+pub async fn slow_receiver_keeps_its_lease(b: &impl BackendUnderTest) {
+    let (extras, lease) = b
+        .short_lease()
+        .expect("the slow receiver case needs BackendUnderTest::short_lease");
+    let n = 4;
+    let t = b.transport().await;
+    let topic = b.topic("faults_slow_receiver");
+    let sent = publish_many(&t, &topic, n).await;
+    let registry = Arc::new(Registry::with_catalog());
+    let handled: Shared = Arc::default();
+    let h = handled.clone();
+    let work = lease * 5 / 2;
+    registry.get(LOGIN).expect("login").connect("slow", move |e| {
+        // Blocks the loop's task, as a synchronous receiver does.
+        std::thread::sleep(work);
+        let now = Instant::now();
+        let mut h = lock(&h);
+        h.times.entry(e.metadata.id).or_default().push(now);
+        h.order.push(now);
+        Ok(())
+    });
+    let token = CancellationToken::new();
+    let mut members = Vec::new();
+    for _ in 0..2 {
+        let mut o = loop_options(b, &topic);
+        o.batch_size = 10;
+        o.extras.extend(extras.clone());
+        let consumer = EventBusConsumer::new(b.transport().await, registry.clone(), o);
+        let token = token.clone();
+        members.push(tokio::spawn(async move { consumer.consume(token).await }));
+    }
+    wait_handled(&handled, n, b.patience() * 2, "slow receivers").await;
+    // Time for a member that took an expired message to handle it too.
+    tokio::time::sleep(work + lease).await;
+    let mut stats = Vec::new();
+    for m in members {
+        stats.push(stop(m, token.clone()).await);
+    }
+    let h = lock(&handled);
+    let f = figures(
+        "receiver slower than the lease, two members",
+        &sent,
+        &h,
+        Duration::ZERO,
+        format!("lease_ms={} work_ms={}", lease.as_millis(), work.as_millis()),
+    );
+    f.print();
+    assert_eq!(f.lost, 0);
+    assert_eq!(
+        f.duplicates, 0,
+        "no event handled twice because a lease ran out: {stats:?}"
+    );
+}

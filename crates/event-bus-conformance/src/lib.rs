@@ -82,6 +82,12 @@ pub trait BackendUnderTest: Send + Sync {
         Duration::from_secs(30)
     }
 
+    /// Subscription extras that make the backend's lease (claim idle time,
+    /// session) short, and that lease, for the `slow_receiver` group.
+    fn short_lease(&self) -> Option<(serde_json::Map<String, serde_json::Value>, Duration)> {
+        None
+    }
+
     /// The broker's address, for the `network_faults` group's proxy.
     fn broker_addr(&self) -> Option<std::net::SocketAddr> {
         None
@@ -112,7 +118,8 @@ pub trait BackendUnderTest: Send + Sync {
 /// group reads older messages), `seek_time` (replay from a time), `restart`
 /// (survive a broker restart), `faults` (a consumer and a producer through
 /// broker restarts, measured: [`faults`]), `network_faults` (black-hole and
-/// connection resets through [`fault_proxy::FaultProxy`]).
+/// connection resets through [`fault_proxy::FaultProxy`]), `slow_receiver`
+/// (a receiver slower than the lease keeps its messages).
 #[macro_export]
 macro_rules! conformance_tests {
     (core, $make:expr) => {
@@ -169,6 +176,9 @@ macro_rules! conformance_tests {
             faults::consume_through_broker_restarts,
             faults::produce_through_broker_restart
         );
+    };
+    (slow_receiver, $make:expr) => {
+        $crate::__conformance_cases!($make; faults::slow_receiver_keeps_its_lease);
     };
     (network_faults, $make:expr) => {
         $crate::__conformance_cases!($make;

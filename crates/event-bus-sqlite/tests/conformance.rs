@@ -44,6 +44,12 @@ impl BackendUnderTest for Sqlite {
     fn patience(&self) -> Duration {
         Duration::from_secs(20)
     }
+
+    fn short_lease(&self) -> Option<(serde_json::Map<String, serde_json::Value>, Duration)> {
+        let mut extras = serde_json::Map::new();
+        extras.insert("lease_seconds".into(), 1.0.into());
+        Some((extras, Duration::from_secs(1)))
+    }
 }
 
 fn backend() -> Sqlite {
@@ -65,3 +71,4 @@ conformance_tests!(restart, backend());
 // network cases do not apply: there is no network between the process and
 // its file.
 conformance_tests!(faults, backend());
+conformance_tests!(slow_receiver, backend());
