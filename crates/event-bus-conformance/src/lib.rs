@@ -65,9 +65,14 @@ pub trait BackendUnderTest: Send + Sync {
         Duration::from_secs(30)
     }
 
-    /// Events a fault case sends (`faults` group).
+    /// Events a fault case sends (`faults` group): 5000, or
+    /// `EVENT_BUS_FAULT_EVENTS` (the long soak, `scripts/faults.sh --long`).
     fn fault_events(&self) -> usize {
-        5000
+        std::env::var("EVENT_BUS_FAULT_EVENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| *n >= 10)
+            .unwrap_or(5000)
     }
 
     /// The longest stall a fault case accepts after the fault ended: a
