@@ -48,6 +48,7 @@
 //! | `EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL` | required | Confluent Schema Registry URL |
 //! | `EVENT_BUS_KAFKA_SCHEMA_REGISTRY_API_KEY` / `_API_SECRET` | none | registry basic auth |
 //! | `EVENT_BUS_KAFKA_SCHEMA_REGISTRY_TIMEOUT` | 10 | seconds per registry request |
+//! | `EVENT_BUS_KAFKA_SCHEMA_REGISTRY_UNKNOWN_ID_GRACE` | 300 | seconds a schema id the registry answers 404 for is looked up again (a replica catching up) before its messages are dead-lettered |
 //! | `EVENT_BUS_KAFKA_API_KEY` / `_API_SECRET` | none | both set: `SASL_SSL` + `PLAIN` with them (as Python) |
 //! | `EVENT_BUS_KAFKA_SECURITY_PROTOCOL` | librdkafka's | `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL` |
 //! | `EVENT_BUS_KAFKA_SASL_MECHANISM` | `PLAIN` with credentials | `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` |
@@ -80,6 +81,10 @@
 //!   the group's partitions to that time and **keeps consuming**; add
 //!   `"offset_time_mode": "reset_only"` for the Python behaviour (reset,
 //!   commit, then consume nothing until restarted).
+//! - A writer schema that cannot be fetched now (registry down, slow, `401`,
+//!   `403`, `408`, `429`, `5xx`, a body cut short, a `404` within the grace
+//!   above) leaves its message in place to be tried again; see
+//!   [`registry`]. Only a fetched schema that is unusable dead-letters it.
 //! - Delivery attempts are counted per member: a redelivery after a
 //!   rebalance or restart starts again at attempt 1 (Kafka does not count).
 

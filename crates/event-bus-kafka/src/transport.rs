@@ -92,7 +92,8 @@ impl KafkaTransport {
             settings.schema_registry_auth.clone(),
             settings.schema_registry_timeout,
         )
-        .map_err(TransportError::from)?;
+        .map_err(TransportError::from)?
+        .with_unknown_id_grace(settings.schema_registry_unknown_id_grace);
         let fatal = Arc::new(Mutex::new(None));
         let config = settings.producer_config();
         tracing::debug!(config = ?settings.redacted_config(&config), "creating the Kafka producer");
