@@ -48,7 +48,7 @@ use crate::tracker::PartitionTracker;
 use crate::wire::{decode_incoming, DecodeFailure};
 
 /// How long blocking broker calls made by the consumer may take.
-const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages `keep_alive` may take from Kafka while a receiver works.
 const KEEP_ALIVE_BUFFER: usize = 256;
 /// How often `reset_only` mode says it is idle.
@@ -146,6 +146,25 @@ pub fn parse_offset_time(text: &str) -> Result<DateTime<Utc>, String> {
     Err(format!(
         "Could not parse the offset timestamp {text:?}: expected an ISO datetime such as 2023-03-14T05:56:05+00:00"
     ))
+}
+
+/// A Kafka message as the core holds it.
+pub(crate) fn raw_message(m: &BorrowedMessage<'_>) -> RawMessage {
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|hdr| (hdr.key.to_string(), hdr.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    RawMessage {
+        topic: m.topic().to_string(),
+        key: m.key().map(<[u8]>::to_vec),
+        headers,
+        value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        timestamp: m.timestamp().to_millis().and_then(DateTime::from_timestamp_millis),
+    }
 }
 
 /// One message taken from Kafka and not yet acknowledged.
@@ -692,21 +711,7 @@ impl KafkaSubscription {
         }
         let partition = m.partition();
         let offset = m.offset();
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|hdr| (hdr.key.to_string(), hdr.value.map(<[u8]>::to_vec).unwrap_or_default()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let raw = RawMessage {
-            topic: m.topic().to_string(),
-            key: m.key().map(<[u8]>::to_vec),
-            headers,
-            value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            timestamp: m.timestamp().to_millis().and_then(DateTime::from_timestamp_millis),
-        };
+        let raw = raw_message(m);
         let mut st = self.shared.lock();
         let Some(tracker) = st.partitions.get_mut(&partition) else {
             tracing::debug!(partition, offset, "message of a partition no longer assigned; dropped");

@@ -85,6 +85,19 @@
 //!   `403`, `408`, `429`, `5xx`, a body cut short, a `404` within the grace
 //!   above) leaves its message in place to be tried again; see
 //!   [`registry`]. Only a fetched schema that is unusable dead-letters it.
+//! - **Dead-letter topic.** A subscription makes sure its dead-letter topic
+//!   (`<full topic>-dlq`, or `EVENT_BUS_DEAD_LETTER_TOPIC` with the prefix;
+//!   none with `EVENT_BUS_DEAD_LETTER_ENABLED = false`) exists, creating it
+//!   with the topic's partition count and the broker's default replication:
+//!   on a broker that does not create topics by itself no dead letter could
+//!   be published otherwise, and the failed message would pin the
+//!   committed offset for ever. If the broker refuses to create it, the
+//!   subscription fails at start-up with a configuration error naming the
+//!   topic and `EVENT_BUS_DEAD_LETTER_TOPIC`.
+//! - **Browsing** (`event-bus dlq list|show|requeue`) reads a topic without
+//!   joining a group (partitions assigned, nothing committed), partition by
+//!   partition up to the high watermarks; positions are
+//!   `partition P offset O`, as the consumer's.
 //! - Delivery attempts are counted per member: a redelivery after a
 //!   rebalance or restart starts again at attempt 1 (Kafka does not count).
 

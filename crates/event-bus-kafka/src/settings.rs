@@ -134,6 +134,63 @@ pub struct KafkaSettings {
     pub client_config: BTreeMap<String, String>,
     /// `client.id`: the service name, when set.
     pub client_id: Option<String>,
+    /// The dead-letter topics consumers of this transport publish to, which
+    /// a subscription creates when missing (from the core's
+    /// `EVENT_BUS_DEAD_LETTER_ENABLED`, `EVENT_BUS_DEAD_LETTER_TOPIC` and
+    /// `EVENT_BUS_TOPIC_PREFIX`).
+    pub dead_letters: DeadLetterTopics,
+}
+
+/// Which dead-letter topic a consumer of a topic publishes to, as the
+/// core's consumer options name it: `<full topic>-dlq`, or
+/// `EVENT_BUS_DEAD_LETTER_TOPIC` (with the prefix); none when dead
+/// letters are off.
+///
+/// ```
+/// use event_bus_kafka::settings::DeadLetterTopics;
+/// let d = DeadLetterTopics::default();
+/// assert_eq!(d.for_topic("dev-user-login").as_deref(), Some("dev-user-login-dlq"));
+/// assert_eq!(d.for_topic("dev-user-login-dlq"), None, "a dead-letter topic has none");
+/// let d = DeadLetterTopics { enabled: true, topic: Some("failed".into()), prefix: Some("dev".into()) };
+/// assert_eq!(d.for_topic("dev-user-login").as_deref(), Some("dev-failed"));
+/// assert_eq!(DeadLetterTopics { enabled: false, ..d }.for_topic("dev-user-login"), None);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterTopics {
+    /// `EVENT_BUS_DEAD_LETTER_ENABLED` (default true).
+    pub enabled: bool,
+    /// `EVENT_BUS_DEAD_LETTER_TOPIC`, without prefix.
+    pub topic: Option<String>,
+    /// `EVENT_BUS_TOPIC_PREFIX`.
+    pub prefix: Option<String>,
+}
+
+impl Default for DeadLetterTopics {
+    fn default() -> Self {
+        DeadLetterTopics {
+            enabled: true,
+            topic: None,
+            prefix: None,
+        }
+    }
+}
+
+impl DeadLetterTopics {
+    /// The full dead-letter topic of consumers of `full_topic`.
+    pub fn for_topic(&self, full_topic: &str) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
+        let dlq = match &self.topic {
+            Some(t) => openedx_events::config::full_topic(self.prefix.as_deref(), t),
+            None => format!("{full_topic}-dlq"),
+        };
+        // Reading a dead-letter topic (requeue) has no dead letters of its own.
+        if dlq == full_topic || full_topic.ends_with("-dlq") {
+            return None;
+        }
+        Some(dlq)
+    }
 }
 
 /// Secrets masked: the registry URL's credentials, and the values of
@@ -163,6 +220,7 @@ impl fmt::Debug for KafkaSettings {
             .field("session_timeout_ms", &self.session_timeout_ms)
             .field("client_config", &client_config)
             .field("client_id", &self.client_id)
+            .field("dead_letters", &self.dead_letters)
             .finish()
     }
 }
@@ -360,6 +418,11 @@ impl KafkaSettings {
             }
         }
         let client_id = non_empty(settings, "EVENTS_SERVICE_NAME")?.or(non_empty(settings, "SERVICE_VARIANT")?);
+        let dead_letters = DeadLetterTopics {
+            enabled: settings.bool("EVENT_BUS_DEAD_LETTER_ENABLED")?.unwrap_or(true),
+            topic: non_empty(settings, "EVENT_BUS_DEAD_LETTER_TOPIC")?,
+            prefix: non_empty(settings, "EVENT_BUS_TOPIC_PREFIX")?,
+        };
         let k = KafkaSettings {
             bootstrap_servers,
             schema_registry_url,
@@ -375,6 +438,7 @@ impl KafkaSettings {
             session_timeout_ms,
             client_config,
             client_id,
+            dead_letters,
         };
         k.check_with_librdkafka()?;
         Ok(k)
@@ -404,6 +468,7 @@ impl KafkaSettings {
             session_timeout_ms: None,
             client_config: BTreeMap::new(),
             client_id: None,
+            dead_letters: DeadLetterTopics::default(),
         }
     }
 

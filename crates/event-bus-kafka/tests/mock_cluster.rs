@@ -46,6 +46,9 @@ fn init_tracing() {
 /// Settings for fast tests: short sessions, small linger.
 fn settings(bootstrap: &str, registry: &str) -> KafkaSettings {
     let mut s = KafkaSettings::new(bootstrap, registry);
+    // The mock broker has no CreateTopics: subscriptions do not look for
+    // their dead-letter topic (tests/tansu_dead_letters.rs does).
+    s.dead_letters.enabled = false;
     s.session_timeout_ms = Some(6000);
     s.client_config.insert("heartbeat.interval.ms".into(), "500".into());
     s.client_config.insert("linger.ms".into(), "1".into());
