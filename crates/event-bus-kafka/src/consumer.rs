@@ -20,13 +20,14 @@
 //! - **Fatal errors** reported by librdkafka end the consume loop: `receive`
 //!   returns a [`TransportErrorKind::Fatal`] error.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use futures::FutureExt;
+use openedx_events::bus::delayed::{deadline_after, DelayedQueue};
 use openedx_events::bus::transport::{
     Delivery, DeliveryTag, IncomingEvent, RawMessage, SeekTarget, StartPosition, SubscribeRequest, Subscription,
     TransportError, TransportErrorKind,
@@ -47,7 +48,7 @@ use crate::tracker::PartitionTracker;
 use crate::wire::{decode_incoming, DecodeFailure};
 
 /// How long blocking broker calls made by the consumer may take.
-const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages `keep_alive` may take from Kafka while a receiver works.
 const KEEP_ALIVE_BUFFER: usize = 256;
 /// How often `reset_only` mode says it is idle.
@@ -147,6 +148,25 @@ pub fn parse_offset_time(text: &str) -> Result<DateTime<Utc>, String> {
     ))
 }
 
+/// A Kafka message as the core holds it.
+pub(crate) fn raw_message(m: &BorrowedMessage<'_>) -> RawMessage {
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|hdr| (hdr.key.to_string(), hdr.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    RawMessage {
+        topic: m.topic().to_string(),
+        key: m.key().map(<[u8]>::to_vec),
+        headers,
+        value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        timestamp: m.timestamp().to_millis().and_then(DateTime::from_timestamp_millis),
+    }
+}
+
 /// One message taken from Kafka and not yet acknowledged.
 struct Held {
     partition: i32,
@@ -186,8 +206,8 @@ struct GroupState {
     held: HashMap<u64, Held>,
     /// Taken from Kafka, not yet handed out, in arrival order.
     ready: VecDeque<u64>,
-    /// Nacked: (due, tag).
-    retry: BTreeSet<(Instant, u64)>,
+    /// Nacked, waiting for their delay (the message stays in `held`).
+    retry: DelayedQueue<()>,
     next_tag: u64,
     replay: Replay,
     /// Partitions moved to a time: messages older than it (broker
@@ -210,7 +230,7 @@ impl GroupState {
             .collect();
         self.held.retain(|t, _| !gone.contains(t));
         self.ready.retain(|t| !gone.contains(t));
-        self.retry.retain(|(_, t)| !gone.contains(t));
+        self.retry.retain(|t, _| !gone.contains(&t.0));
         for p in partitions {
             self.partitions.remove(p);
         }
@@ -691,21 +711,7 @@ impl KafkaSubscription {
         }
         let partition = m.partition();
         let offset = m.offset();
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|hdr| (hdr.key.to_string(), hdr.value.map(<[u8]>::to_vec).unwrap_or_default()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let raw = RawMessage {
-            topic: m.topic().to_string(),
-            key: m.key().map(<[u8]>::to_vec),
-            headers,
-            value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            timestamp: m.timestamp().to_millis().and_then(DateTime::from_timestamp_millis),
-        };
+        let raw = raw_message(m);
         let mut st = self.shared.lock();
         let Some(tracker) = st.partitions.get_mut(&partition) else {
             tracing::debug!(partition, offset, "message of a partition no longer assigned; dropped");
@@ -771,25 +777,18 @@ impl KafkaSubscription {
 
     /// Nacked messages whose delay is over.
     fn take_due(&mut self, max: usize, out: &mut Vec<Delivery>) {
-        let now = Instant::now();
+        let now = std::time::Instant::now();
         let mut st = self.shared.lock();
-        while out.len() < max {
-            let Some(first) = st.retry.first().copied() else {
-                break;
-            };
-            if first.0 > now {
-                break;
-            }
-            st.retry.remove(&first);
-            if let Some(h) = st.held.get_mut(&first.1) {
-                h.attempts += 1;
-                out.push(h.delivery(first.1));
+        for due in st.retry.pop_due(now, max.saturating_sub(out.len())) {
+            if let Some(h) = st.held.get_mut(&due.tag.0) {
+                h.attempts = due.attempt;
+                out.push(h.delivery(due.tag.0));
             }
         }
     }
 
     fn next_due(&self) -> Option<Instant> {
-        self.shared.lock().retry.first().map(|(at, _)| *at)
+        self.shared.lock().retry.next_due().map(Instant::from_std)
     }
 
     /// Hand out ready messages, looking up writer schemas. A registry
@@ -882,7 +881,7 @@ impl Subscription for KafkaSubscription {
         };
         self.check_fatal(&consumer)?;
         let max = max.max(1);
-        let deadline = Instant::now() + wait;
+        let deadline = Instant::from_std(deadline_after(std::time::Instant::now(), wait));
         loop {
             let mut out = Vec::new();
             self.take_due(max, &mut out);
@@ -938,7 +937,7 @@ impl Subscription for KafkaSubscription {
         let mut st = self.shared.lock();
         match st.held.remove(&tag.0) {
             Some(h) => {
-                st.retry.retain(|(_, t)| *t != tag.0);
+                st.retry.cancel(tag);
                 st.ready.retain(|t| *t != tag.0);
                 if let Some(p) = st.partitions.get_mut(&h.partition) {
                     p.acked(h.offset);
@@ -954,8 +953,10 @@ impl Subscription for KafkaSubscription {
             return Ok(());
         }
         let mut st = self.shared.lock();
-        if st.held.contains_key(&tag.0) && !st.retry.iter().any(|(_, t)| *t == tag.0) {
-            st.retry.insert((Instant::now() + delay, tag.0));
+        let st = &mut *st;
+        if let Some(h) = st.held.get(&tag.0) {
+            // A message already waiting keeps its schedule.
+            st.retry.schedule(tag, h.attempts, delay, ());
         }
         Ok(())
     }

@@ -48,6 +48,7 @@
 //! | `EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL` | required | Confluent Schema Registry URL |
 //! | `EVENT_BUS_KAFKA_SCHEMA_REGISTRY_API_KEY` / `_API_SECRET` | none | registry basic auth |
 //! | `EVENT_BUS_KAFKA_SCHEMA_REGISTRY_TIMEOUT` | 10 | seconds per registry request |
+//! | `EVENT_BUS_KAFKA_SCHEMA_REGISTRY_UNKNOWN_ID_GRACE` | 300 | seconds a schema id the registry answers 404 for is looked up again (a replica catching up) before its messages are dead-lettered |
 //! | `EVENT_BUS_KAFKA_API_KEY` / `_API_SECRET` | none | both set: `SASL_SSL` + `PLAIN` with them (as Python) |
 //! | `EVENT_BUS_KAFKA_SECURITY_PROTOCOL` | librdkafka's | `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL` |
 //! | `EVENT_BUS_KAFKA_SASL_MECHANISM` | `PLAIN` with credentials | `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` |
@@ -80,6 +81,23 @@
 //!   the group's partitions to that time and **keeps consuming**; add
 //!   `"offset_time_mode": "reset_only"` for the Python behaviour (reset,
 //!   commit, then consume nothing until restarted).
+//! - A writer schema that cannot be fetched now (registry down, slow, `401`,
+//!   `403`, `408`, `429`, `5xx`, a body cut short, a `404` within the grace
+//!   above) leaves its message in place to be tried again; see
+//!   [`registry`]. Only a fetched schema that is unusable dead-letters it.
+//! - **Dead-letter topic.** A subscription makes sure its dead-letter topic
+//!   (`<full topic>-dlq`, or `EVENT_BUS_DEAD_LETTER_TOPIC` with the prefix;
+//!   none with `EVENT_BUS_DEAD_LETTER_ENABLED = false`) exists, creating it
+//!   with the topic's partition count and the broker's default replication:
+//!   on a broker that does not create topics by itself no dead letter could
+//!   be published otherwise, and the failed message would pin the
+//!   committed offset for ever. If the broker refuses to create it, the
+//!   subscription fails at start-up with a configuration error naming the
+//!   topic and `EVENT_BUS_DEAD_LETTER_TOPIC`.
+//! - **Browsing** (`event-bus dlq list|show|requeue`) reads a topic without
+//!   joining a group (partitions assigned, nothing committed), partition by
+//!   partition up to the high watermarks; positions are
+//!   `partition P offset O`, as the consumer's.
 //! - Delivery attempts are counted per member: a redelivery after a
 //!   rebalance or restart starts again at attempt 1 (Kafka does not count).
 

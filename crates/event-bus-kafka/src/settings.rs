@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use openedx_events::config::secret::{is_secret_setting, redact_url, Redactor};
 use openedx_events::config::{ConfigError, Settings};
 use rdkafka::ClientConfig;
 use serde_json::Value as Json;
@@ -16,6 +17,7 @@ pub const SETTINGS: &[&str] = &[
     "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_API_KEY",
     "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_API_SECRET",
     "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_TIMEOUT",
+    "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_UNKNOWN_ID_GRACE",
     "EVENT_BUS_KAFKA_API_KEY",
     "EVENT_BUS_KAFKA_API_SECRET",
     "EVENT_BUS_KAFKA_SECURITY_PROTOCOL",
@@ -56,55 +58,22 @@ const RESERVED_PROPERTIES: &[(&str, &str)] = &[
     ("auto.offset.reset", "use EVENT_BUS_CONSUMER_START (earliest or latest)"),
 ];
 
-/// What a masked secret looks like in dumps.
-pub const MASK: &str = "********";
+pub use openedx_events::config::secret::{Secret, MASK};
 
-/// Whether a librdkafka property holds a secret.
+/// Whether a librdkafka property holds a secret: the known ones, and any
+/// whose name says so ([`is_secret_setting`]: `password`, `secret`,
+/// `token`, `key.pem`...).
 ///
 /// ```
 /// use event_bus_kafka::settings::is_secret_property;
 /// assert!(is_secret_property("sasl.password"));
 /// assert!(is_secret_property("ssl.key.password"));
+/// assert!(is_secret_property("sasl.oauthbearer.config"));
 /// assert!(!is_secret_property("sasl.username"));
 /// ```
 pub fn is_secret_property(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    SECRET_PROPERTIES.contains(&n.as_str()) || n.contains("password") || n.contains("secret")
-}
-
-/// A secret string: shown as `********` by `Debug` and `Display`.
-///
-/// ```
-/// use event_bus_kafka::settings::Secret;
-/// let s = Secret::new("hunter2");
-/// assert_eq!(format!("{s} {s:?}"), "******** ********");
-/// assert_eq!(s.expose(), "hunter2");
-/// ```
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wrap a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-
-    /// The secret itself (for the client only).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(MASK)
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(MASK)
-    }
+    SECRET_PROPERTIES.contains(&n.as_str()) || is_secret_setting(&n)
 }
 
 /// `security.protocol` values.
@@ -127,12 +96,13 @@ const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 /// assert!(dump.contains(&("security.protocol".to_string(), "SASL_SSL".to_string())));
 /// assert!(dump.contains(&("sasl.password".to_string(), "********".to_string())));
 /// assert!(!format!("{k:?}").contains("hunter2"));
+/// assert_eq!(k.redactor().scrub("auth failed: hunter2"), "auth failed: ********");
 ///
 /// s.set("EVENT_BUS_KAFKA_SASL_MECHANISM", "GSSAPI");
 /// let e = KafkaSettings::from_settings(&s).unwrap_err();
 /// assert_eq!(e.key, "EVENT_BUS_KAFKA_SASL_MECHANISM");
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KafkaSettings {
     /// `EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS` (required).
     pub bootstrap_servers: String,
@@ -142,6 +112,10 @@ pub struct KafkaSettings {
     pub schema_registry_auth: Option<(String, Secret)>,
     /// `EVENT_BUS_KAFKA_SCHEMA_REGISTRY_TIMEOUT` (seconds, default 10).
     pub schema_registry_timeout: Duration,
+    /// `EVENT_BUS_KAFKA_SCHEMA_REGISTRY_UNKNOWN_ID_GRACE` (seconds, default
+    /// 300): how long a schema id the registry answers `404` for is looked
+    /// for again (a lagging replica) before its messages are unusable.
+    pub schema_registry_unknown_id_grace: Duration,
     /// `security.protocol` (upper case), if set.
     pub security_protocol: Option<String>,
     /// `sasl.mechanism`, if set.
@@ -160,6 +134,95 @@ pub struct KafkaSettings {
     pub client_config: BTreeMap<String, String>,
     /// `client.id`: the service name, when set.
     pub client_id: Option<String>,
+    /// The dead-letter topics consumers of this transport publish to, which
+    /// a subscription creates when missing (from the core's
+    /// `EVENT_BUS_DEAD_LETTER_ENABLED`, `EVENT_BUS_DEAD_LETTER_TOPIC` and
+    /// `EVENT_BUS_TOPIC_PREFIX`).
+    pub dead_letters: DeadLetterTopics,
+}
+
+/// Which dead-letter topic a consumer of a topic publishes to, as the
+/// core's consumer options name it: `<full topic>-dlq`, or
+/// `EVENT_BUS_DEAD_LETTER_TOPIC` (with the prefix); none when dead
+/// letters are off.
+///
+/// ```
+/// use event_bus_kafka::settings::DeadLetterTopics;
+/// let d = DeadLetterTopics::default();
+/// assert_eq!(d.for_topic("dev-user-login").as_deref(), Some("dev-user-login-dlq"));
+/// assert_eq!(d.for_topic("dev-user-login-dlq"), None, "a dead-letter topic has none");
+/// let d = DeadLetterTopics { enabled: true, topic: Some("failed".into()), prefix: Some("dev".into()) };
+/// assert_eq!(d.for_topic("dev-user-login").as_deref(), Some("dev-failed"));
+/// assert_eq!(DeadLetterTopics { enabled: false, ..d }.for_topic("dev-user-login"), None);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterTopics {
+    /// `EVENT_BUS_DEAD_LETTER_ENABLED` (default true).
+    pub enabled: bool,
+    /// `EVENT_BUS_DEAD_LETTER_TOPIC`, without prefix.
+    pub topic: Option<String>,
+    /// `EVENT_BUS_TOPIC_PREFIX`.
+    pub prefix: Option<String>,
+}
+
+impl Default for DeadLetterTopics {
+    fn default() -> Self {
+        DeadLetterTopics {
+            enabled: true,
+            topic: None,
+            prefix: None,
+        }
+    }
+}
+
+impl DeadLetterTopics {
+    /// The full dead-letter topic of consumers of `full_topic`.
+    pub fn for_topic(&self, full_topic: &str) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
+        let dlq = match &self.topic {
+            Some(t) => openedx_events::config::full_topic(self.prefix.as_deref(), t),
+            None => format!("{full_topic}-dlq"),
+        };
+        // Reading a dead-letter topic (requeue) has no dead letters of its own.
+        if dlq == full_topic || full_topic.ends_with("-dlq") {
+            return None;
+        }
+        Some(dlq)
+    }
+}
+
+/// Secrets masked: the registry URL's credentials, and the values of
+/// secret `client_config` properties.
+impl fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let client_config: BTreeMap<&str, &str> = self
+            .client_config
+            .iter()
+            .map(|(k, v)| (k.as_str(), if is_secret_property(k) { MASK } else { v.as_str() }))
+            .collect();
+        f.debug_struct("KafkaSettings")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("schema_registry_url", &redact_url(&self.schema_registry_url))
+            .field("schema_registry_auth", &self.schema_registry_auth)
+            .field("schema_registry_timeout", &self.schema_registry_timeout)
+            .field(
+                "schema_registry_unknown_id_grace",
+                &self.schema_registry_unknown_id_grace,
+            )
+            .field("security_protocol", &self.security_protocol)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_credentials", &self.sasl_credentials)
+            .field("ssl_ca_location", &self.ssl_ca_location)
+            .field("ssl_certificate_location", &self.ssl_certificate_location)
+            .field("ssl_key_location", &self.ssl_key_location)
+            .field("session_timeout_ms", &self.session_timeout_ms)
+            .field("client_config", &client_config)
+            .field("client_id", &self.client_id)
+            .field("dead_letters", &self.dead_letters)
+            .finish()
+    }
 }
 
 fn non_empty(settings: &Settings, key: &str) -> Result<Option<String>, ConfigError> {
@@ -199,7 +262,7 @@ impl KafkaSettings {
                 "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL",
                 format!(
                     "expected an http:// or https:// URL, found {:?}",
-                    crate::registry::redact_url(&schema_registry_url)
+                    redact_url(&schema_registry_url)
                 ),
             ));
         }
@@ -219,6 +282,9 @@ impl KafkaSettings {
                 "must be more than 0 seconds",
             ));
         }
+        let schema_registry_unknown_id_grace = settings
+            .seconds("EVENT_BUS_KAFKA_SCHEMA_REGISTRY_UNKNOWN_ID_GRACE")?
+            .unwrap_or(crate::registry::UNKNOWN_ID_GRACE);
 
         let api_key = non_empty(settings, "EVENT_BUS_KAFKA_API_KEY")?;
         let api_secret = non_empty(settings, "EVENT_BUS_KAFKA_API_SECRET")?;
@@ -352,11 +418,17 @@ impl KafkaSettings {
             }
         }
         let client_id = non_empty(settings, "EVENTS_SERVICE_NAME")?.or(non_empty(settings, "SERVICE_VARIANT")?);
+        let dead_letters = DeadLetterTopics {
+            enabled: settings.bool("EVENT_BUS_DEAD_LETTER_ENABLED")?.unwrap_or(true),
+            topic: non_empty(settings, "EVENT_BUS_DEAD_LETTER_TOPIC")?,
+            prefix: non_empty(settings, "EVENT_BUS_TOPIC_PREFIX")?,
+        };
         let k = KafkaSettings {
             bootstrap_servers,
             schema_registry_url,
             schema_registry_auth,
             schema_registry_timeout,
+            schema_registry_unknown_id_grace,
             security_protocol,
             sasl_mechanism,
             sasl_credentials,
@@ -366,6 +438,7 @@ impl KafkaSettings {
             session_timeout_ms,
             client_config,
             client_id,
+            dead_letters,
         };
         k.check_with_librdkafka()?;
         Ok(k)
@@ -385,6 +458,7 @@ impl KafkaSettings {
             schema_registry_url: schema_registry_url.into(),
             schema_registry_auth: None,
             schema_registry_timeout: Duration::from_secs(10),
+            schema_registry_unknown_id_grace: crate::registry::UNKNOWN_ID_GRACE,
             security_protocol: None,
             sasl_mechanism: None,
             sasl_credentials: None,
@@ -394,6 +468,7 @@ impl KafkaSettings {
             session_timeout_ms: None,
             client_config: BTreeMap::new(),
             client_id: None,
+            dead_letters: DeadLetterTopics::default(),
         }
     }
 
@@ -417,7 +492,7 @@ impl KafkaSettings {
                     }
                     _ => "EVENT_BUS_KAFKA_CLIENT_CONFIG".to_string(),
                 };
-                return Err(ConfigError::new(key, mask_text(&text, self)));
+                return Err(ConfigError::new(key, self.redactor().scrub(&text).into_owned()));
             }
         }
         Ok(())
@@ -519,40 +594,30 @@ impl KafkaSettings {
         out
     }
 
-    /// Every secret value of these settings (to scrub from error texts).
-    pub fn secrets(&self) -> Vec<&str> {
-        let mut out = Vec::new();
+    /// The secrets of these settings (SASL password, registry credentials,
+    /// in its URL too, secret `client_config` values), to scrub from any
+    /// text librdkafka or the registry client gives back.
+    pub fn redactor(&self) -> Redactor {
+        let mut r = Redactor::from_url(&self.schema_registry_url);
         if let Some((_, s)) = &self.sasl_credentials {
-            out.push(s.expose());
+            r.add(s);
         }
         if let Some((_, s)) = &self.schema_registry_auth {
-            out.push(s.expose());
+            r.add(s);
         }
         for (k, v) in &self.client_config {
             if is_secret_property(k) {
-                out.push(v.as_str());
+                r.add_text(v);
             }
         }
-        out.retain(|s| !s.is_empty());
-        out
+        r
     }
 }
 
-/// `text` with every secret of `settings` replaced by `********`.
-///
-/// ```
-/// use event_bus_kafka::settings::{mask_text, Secret};
-/// use event_bus_kafka::KafkaSettings;
-/// let mut k = KafkaSettings::new("b:9092", "http://r:8081");
-/// k.sasl_credentials = Some(("user".into(), Secret::new("pw-42")));
-/// assert_eq!(mask_text("login failed with pw-42", &k), "login failed with ********");
-/// ```
-pub fn mask_text(text: &str, settings: &KafkaSettings) -> String {
-    let mut out = text.to_string();
-    for s in settings.secrets() {
-        out = out.replace(s, MASK);
-    }
-    out
+/// `text` with every secret of `settings` replaced by [`MASK`] (through
+/// [`KafkaSettings::redactor`]).
+pub(crate) fn mask_text(text: &str, settings: &KafkaSettings) -> String {
+    settings.redactor().scrub(text).into_owned()
 }
 
 #[cfg(test)]
@@ -751,6 +816,37 @@ mod tests {
         let (user, pass) = k.schema_registry_auth.clone().unwrap();
         assert_eq!((user.as_str(), pass.expose()), ("rk", "reg-secret-1"));
         assert!(!format!("{k:?}").contains("reg-secret-1"));
-        assert_eq!(k.secrets(), vec!["reg-secret-1"]);
+        assert_eq!(k.redactor().scrub("x reg-secret-1 y"), "x ******** y");
+    }
+
+    #[test]
+    fn debug_shows_no_secret_even_with_url_characters() {
+        let mut s = base();
+        s.set(
+            "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL",
+            "https://rkey:Yv/8q@Lm@registry.example:8081/api",
+        );
+        s.set("EVENT_BUS_KAFKA_SASL_USERNAME", "alice");
+        s.set("EVENT_BUS_KAFKA_SASL_PASSWORD", "Qz/3x@Wp");
+        s.set(
+            "EVENT_BUS_KAFKA_CLIENT_CONFIG",
+            serde_json::json!({"ssl.key.password": "Kd/7r@Hn", "sasl.oauthbearer.config": "Tc/5s@Gb", "linger.ms": 5}),
+        );
+        let k = KafkaSettings::from_settings(&s).unwrap();
+        let debug = format!("{k:?}");
+        for piece in ["Yv", "8q", "Lm@", "Qz", "3x", "Wp", "Kd", "7r", "Hn", "Tc", "5s", "Gb"] {
+            assert!(!debug.contains(piece), "{piece} in {debug}");
+        }
+        assert!(
+            debug.contains("https://rkey:********@registry.example:8081/api"),
+            "{debug}"
+        );
+        assert!(debug.contains("\"linger.ms\": \"5\""), "{debug}");
+        let r = k.redactor();
+        assert_eq!(r.scrub("Yv/8q@Lm Qz/3x@Wp Kd/7r@Hn"), "******** ******** ********");
+        let dump = format!("{:?}", k.redacted_config(&k.producer_config()));
+        for piece in ["Qz", "Kd", "Tc"] {
+            assert!(!dump.contains(piece), "{piece} in {dump}");
+        }
     }
 }

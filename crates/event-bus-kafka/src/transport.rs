@@ -1,25 +1,30 @@
 //! The Kafka [`Transport`]: an idempotent producer that waits for each
 //! delivery report, the schema registry client, and consumer subscriptions.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use openedx_events::bus::transport::{
-    Capabilities, OutgoingMessage, RawMessage, SubscribeRequest, Subscription, Transport, TransportError,
-    TransportErrorKind,
+    Capabilities, Delivery, DeliveryTag, OutgoingMessage, RawMessage, SubscribeRequest, Subscription, Transport,
+    TransportError, TransportErrorKind,
 };
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 
-use crate::consumer::{position, KafkaSubscription};
+use crate::consumer::{parse_position, position, raw_message, KafkaSubscription, BROKER_CALL_TIMEOUT};
 use crate::errors::{self, transport_error};
 use crate::registry::SchemaRegistry;
 use crate::settings::{mask_text, KafkaSettings};
-use crate::wire::build_record;
+use crate::wire::{build_record, decode_incoming, DecodeFailure};
 
 /// The producer's context: librdkafka logs to tracing, fatal errors noted.
 pub(crate) struct ProducerContext {
@@ -70,6 +75,8 @@ pub struct KafkaTransport {
     registry: Arc<SchemaRegistry>,
     producer: FutureProducer<ProducerContext>,
     fatal: Arc<Mutex<Option<String>>>,
+    /// Dead-letter topics known to exist.
+    known_topics: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for KafkaTransport {
@@ -92,7 +99,8 @@ impl KafkaTransport {
             settings.schema_registry_auth.clone(),
             settings.schema_registry_timeout,
         )
-        .map_err(TransportError::from)?;
+        .map_err(TransportError::from)?
+        .with_unknown_id_grace(settings.schema_registry_unknown_id_grace);
         let fatal = Arc::new(Mutex::new(None));
         let config = settings.producer_config();
         tracing::debug!(config = ?settings.redacted_config(&config), "creating the Kafka producer");
@@ -112,6 +120,7 @@ impl KafkaTransport {
             registry: Arc::new(registry),
             producer,
             fatal,
+            known_topics: Mutex::new(HashSet::new()),
         })
     }
 
@@ -126,9 +135,90 @@ impl KafkaTransport {
     }
 
     /// Join a consumer group (as [`Transport::subscribe`], with the concrete
-    /// type).
+    /// type). The dead-letter topic is not checked: see
+    /// [`KafkaTransport::ensure_dead_letter_topic`].
     pub fn subscribe_kafka(&self, request: &SubscribeRequest) -> Result<KafkaSubscription, TransportError> {
         KafkaSubscription::open(self.settings.clone(), self.registry.clone(), request)
+    }
+
+    /// Make sure the dead-letter topic of consumers of `topic` exists
+    /// (see [`DeadLetterTopics`](crate::settings::DeadLetterTopics)), creating
+    /// it when missing with as many partitions as `topic` and the broker's
+    /// default replication (not while `topic` itself does not exist: then
+    /// the next subscription does it). Without it, on a
+    /// broker that does not create topics by itself, no dead letter could be
+    /// published and the message would be handed back for ever, pinning the
+    /// committed offset. A broker that refuses to create it is a
+    /// configuration error naming the topic and `EVENT_BUS_DEAD_LETTER_TOPIC`;
+    /// a broker that cannot be reached, a connection error (tried again).
+    /// Returns the topic, `None` when dead letters are off.
+    pub async fn ensure_dead_letter_topic(&self, topic: &str) -> Result<Option<String>, TransportError> {
+        let Some(dlq) = self.settings.dead_letters.for_topic(topic) else {
+            return Ok(None);
+        };
+        if self.lock_known_topics().contains(&dlq) {
+            return Ok(Some(dlq));
+        }
+        let settings = self.settings.clone();
+        let (source, target) = (topic.to_string(), dlq.clone());
+        let partitions = tokio::task::spawn_blocking(move || -> Result<Option<Option<i32>>, TransportError> {
+            let consumer = browse_consumer(&settings)?;
+            if partition_count(&consumer, &target)?.is_some() {
+                return Ok(None);
+            }
+            Ok(Some(partition_count(&consumer, &source)?))
+        })
+        .await
+        .map_err(|e| TransportError::other(format!("topic check failed: {e}")))??;
+        match partitions {
+            None => {}
+            Some(Some(partitions)) => self.create_topic(&dlq, partitions).await?,
+            Some(None) => {
+                // Creating a topic while a member waits for its own topic to
+                // appear kept that member from ever being assigned it on
+                // tansu; the next subscription (a restart) creates it.
+                tracing::warn!(topic, dead_letter_topic = %dlq,
+                    "the topic does not exist yet, so its dead-letter topic is not created now");
+                return Ok(Some(dlq));
+            }
+        }
+        self.lock_known_topics().insert(dlq.clone());
+        Ok(Some(dlq))
+    }
+
+    fn lock_known_topics(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.known_topics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn create_topic(&self, dlq: &str, partitions: i32) -> Result<(), TransportError> {
+        let refused = |why: String| refused_topic(dlq, &why);
+        let mut config = self.settings.common_config();
+        for (k, v) in &self.settings.client_config {
+            config.set(k, v);
+        }
+        let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| {
+            refused(mask_text(
+                &format!("cannot create a Kafka admin client: {e}"),
+                &self.settings,
+            ))
+        })?;
+        let new = NewTopic::new(dlq, partitions, TopicReplication::Fixed(-1));
+        let options = AdminOptions::new()
+            .request_timeout(Some(BROKER_CALL_TIMEOUT))
+            .operation_timeout(Some(BROKER_CALL_TIMEOUT));
+        let results = admin
+            .create_topics([&new], &options)
+            .await
+            .map_err(|e| transport_error(&format!("cannot create the dead-letter topic {dlq}"), &e))?;
+        for r in results {
+            match r {
+                Ok(_) => {
+                    tracing::warn!(topic = dlq, partitions, "created the missing dead-letter topic");
+                }
+                Err((_, code)) => creation_refused(dlq, code)?,
+            }
+        }
+        Ok(())
     }
 
     /// Test hook: make librdkafka raise a fabricated fatal error on the
@@ -235,8 +325,49 @@ impl Transport for KafkaTransport {
             .await
     }
 
+    /// Joins the group after making sure its dead-letter topic exists
+    /// ([`KafkaTransport::ensure_dead_letter_topic`]).
     async fn subscribe(&self, request: &SubscribeRequest) -> Result<Box<dyn Subscription>, TransportError> {
+        self.ensure_dead_letter_topic(&request.topic).await?;
         Ok(Box::new(self.subscribe_kafka(request)?))
+    }
+
+    /// Read a topic without a consumer group (nothing is committed): every
+    /// partition is assigned and read from its start (or, after
+    /// `partition P offset O`, partition `P` from `O + 1` and the partitions
+    /// after it from their start) up to its high watermark, in partition
+    /// then offset order, so the position of the last delivery is the
+    /// cursor of the next page. A topic that does not exist reads as empty.
+    async fn browse(&self, topic: &str, after: Option<&str>, limit: usize) -> Result<Vec<Delivery>, TransportError> {
+        let after = match after {
+            None => None,
+            Some(text) => Some(parse_position(text).ok_or_else(|| {
+                TransportError::new(
+                    TransportErrorKind::Rejected,
+                    format!("bad Kafka position {text:?}: expected \"partition P offset O\""),
+                )
+            })?),
+        };
+        let settings = self.settings.clone();
+        let owned_topic = topic.to_string();
+        let raws = tokio::task::spawn_blocking(move || browse_blocking(&settings, &owned_topic, after, limit))
+            .await
+            .map_err(|e| TransportError::other(format!("browse task failed: {e}")))??;
+        let mut out = Vec::with_capacity(raws.len());
+        for (i, (partition, offset, raw)) in raws.into_iter().enumerate() {
+            let event = decode_incoming(&raw, &self.registry).await.map_err(|e| match e {
+                DecodeFailure::Unusable(reason) => reason,
+                DecodeFailure::Transient(e) => e.to_string(),
+            });
+            out.push(Delivery {
+                raw,
+                tag: DeliveryTag(i as u64),
+                position: position(partition, offset),
+                attempt: 1,
+                event,
+            });
+        }
+        Ok(out)
     }
 
     async fn flush(&self, timeout: Duration) -> Result<(), TransportError> {
@@ -245,5 +376,158 @@ impl Transport for KafkaTransport {
             .await
             .map_err(|e| TransportError::other(format!("flush task failed: {e}")))?
             .map_err(|e| transport_error("cannot flush the Kafka producer", &e))
+    }
+}
+
+/// The group id of browsing consumers (never joined, never committed to).
+const BROWSE_GROUP: &str = "event-bus-browse";
+
+/// A consumer outside any group (partitions assigned, nothing committed),
+/// for [`Transport::browse`] and metadata lookups.
+fn browse_consumer(settings: &KafkaSettings) -> Result<BaseConsumer, TransportError> {
+    // librdkafka assigns partitions only to a consumer with a group id; this
+    // one never joins it (`assign`, not `subscribe`) nor commits to it.
+    let config = settings.consumer_config(BROWSE_GROUP);
+    config.create().map_err(|e| {
+        TransportError::new(
+            TransportErrorKind::Config,
+            mask_text(&format!("cannot create a Kafka consumer to browse: {e}"), settings),
+        )
+    })
+}
+
+/// A dead-letter topic the broker will not create: a configuration error.
+fn refused_topic(dlq: &str, why: &str) -> TransportError {
+    TransportError::new(
+        TransportErrorKind::Config,
+        format!(
+            "the dead-letter topic {dlq} does not exist and the broker refuses to create it ({why}): create it, \
+             allow this client to create it, or set EVENT_BUS_DEAD_LETTER_TOPIC to a topic that exists"
+        ),
+    )
+}
+
+/// What a CreateTopics answer means: it exists (created now or already),
+/// the broker is away (try again), or it refuses.
+fn creation_refused(dlq: &str, code: RDKafkaErrorCode) -> Result<(), TransportError> {
+    match code {
+        RDKafkaErrorCode::NoError | RDKafkaErrorCode::TopicAlreadyExists => Ok(()),
+        code if matches!(
+            errors::kind_of(Some(code)),
+            TransportErrorKind::Connection | TransportErrorKind::Timeout
+        ) =>
+        {
+            Err(TransportError::new(
+                errors::kind_of(Some(code)),
+                format!("cannot create the dead-letter topic {dlq}: {code}"),
+            ))
+        }
+        code => Err(refused_topic(dlq, &code.to_string())),
+    }
+}
+
+/// The partitions of `topic`, `None` if it does not exist (blocking). The
+/// metadata of all topics is asked for: asking for a missing topic by name
+/// may make a broker create it (tansu does, with its own defaults).
+fn partition_count(consumer: &BaseConsumer, topic: &str) -> Result<Option<i32>, TransportError> {
+    let metadata = consumer
+        .fetch_metadata(None, BROKER_CALL_TIMEOUT)
+        .map_err(|e| transport_error(&format!("cannot read the metadata of {topic}"), &e))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| t.partitions().len() as i32))
+}
+
+/// Read up to `limit` messages of `topic` in partition then offset order,
+/// after `after`, stopping at each partition's high watermark (blocking).
+fn browse_blocking(
+    settings: &KafkaSettings,
+    topic: &str,
+    after: Option<(i32, i64)>,
+    limit: usize,
+) -> Result<Vec<(i32, i64, RawMessage)>, TransportError> {
+    let consumer = browse_consumer(settings)?;
+    let what = format!("cannot browse {topic}");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), BROKER_CALL_TIMEOUT)
+        .map_err(|e| transport_error(&what, &e))?;
+    let mut partitions: Vec<i32> = match metadata.topics().iter().find(|t| t.name() == topic) {
+        Some(t) if t.error().is_none() => t.partitions().iter().map(|p| p.id()).collect(),
+        _ => {
+            tracing::debug!(topic, "browsing a topic that does not exist: nothing to read");
+            return Ok(Vec::new());
+        }
+    };
+    partitions.sort_unstable();
+    let mut out = Vec::new();
+    for p in partitions {
+        if out.len() >= limit {
+            break;
+        }
+        let from = match after {
+            Some((ap, _)) if p < ap => continue,
+            Some((ap, ao)) if p == ap => ao.saturating_add(1),
+            _ => 0,
+        };
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, BROKER_CALL_TIMEOUT)
+            .map_err(|e| transport_error(&format!("{what}: partition {p}"), &e))?;
+        let from = from.max(low);
+        if from >= high {
+            continue;
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, p, Offset::Offset(from))
+            .map_err(|e| TransportError::other(format!("{what}: {e}")))?;
+        consumer.assign(&tpl).map_err(|e| transport_error(&what, &e))?;
+        loop {
+            if out.len() >= limit {
+                break;
+            }
+            match consumer.poll(BROKER_CALL_TIMEOUT) {
+                None => {
+                    tracing::warn!(topic, partition = p, high, "no message within {BROKER_CALL_TIMEOUT:?} before the high watermark; browsing goes on with the next partition");
+                    break;
+                }
+                Some(Err(e)) => return Err(transport_error(&format!("{what}: partition {p}"), &e)),
+                Some(Ok(m)) => {
+                    use rdkafka::message::Message;
+                    if m.partition() != p {
+                        continue;
+                    }
+                    let offset = m.offset();
+                    out.push((p, offset, raw_message(&m)));
+                    if offset + 1 >= high {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_dead_letter_topic_names_itself_and_the_setting() {
+        for code in [
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::ClusterAuthorizationFailed,
+            RDKafkaErrorCode::PolicyViolation,
+            RDKafkaErrorCode::InvalidReplicationFactor,
+        ] {
+            let e = creation_refused("dev-user-login-dlq", code).unwrap_err();
+            assert!(e.is_fatal(), "{code:?}: {e}");
+            assert!(e.message.contains("dev-user-login-dlq"), "{e}");
+            assert!(e.message.contains("EVENT_BUS_DEAD_LETTER_TOPIC"), "{e}");
+        }
+        let away = creation_refused("d", RDKafkaErrorCode::RequestTimedOut).unwrap_err();
+        assert!(!away.is_fatal(), "{away}");
+        assert!(creation_refused("d", RDKafkaErrorCode::TopicAlreadyExists).is_ok());
     }
 }

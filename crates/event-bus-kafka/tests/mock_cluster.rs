@@ -46,6 +46,9 @@ fn init_tracing() {
 /// Settings for fast tests: short sessions, small linger.
 fn settings(bootstrap: &str, registry: &str) -> KafkaSettings {
     let mut s = KafkaSettings::new(bootstrap, registry);
+    // The mock broker has no CreateTopics: subscriptions do not look for
+    // their dead-letter topic (tests/tansu_dead_letters.rs does).
+    s.dead_letters.enabled = false;
     s.session_timeout_ms = Some(6000);
     s.client_config.insert("heartbeat.interval.ms".into(), "500".into());
     s.client_config.insert("linger.ms".into(), "1".into());
@@ -331,7 +334,11 @@ async fn close_commits_acknowledged_offsets_and_the_next_member_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wire_garbage_is_delivered_with_a_reason() {
     let f = Fixture::new("garbage", 1);
-    let t: Arc<dyn Transport> = Arc::new(f.transport());
+    let mut settings = f.settings();
+    // An id the registry never gave is unusable at once (no lagging replica
+    // to wait for).
+    settings.schema_registry_unknown_id_grace = Duration::ZERO;
+    let t: Arc<dyn Transport> = Arc::new(KafkaTransport::connect(settings).unwrap());
     let mut headers = openedx_events::bus::wire::cloudevent_headers(&EventsMetadata::new(LOGIN, 0));
     t.publish_raw(&RawMessage {
         topic: "garbage".into(),
@@ -381,6 +388,39 @@ async fn wire_garbage_is_delivered_with_a_reason() {
     assert!(reasons[2].contains("no schema with id 999"), "{reasons:?}");
     assert!(reasons[3].contains("Multiple \"ce_type\""), "{reasons:?}");
     assert_eq!(got[0].raw.value, b"\xff\xfe not an event");
+    sub.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_id_the_registry_lacks_waits_within_its_grace() {
+    let f = Fixture::new("lagging", 1);
+    let t: Arc<dyn Transport> = Arc::new(f.transport());
+    let headers = openedx_events::bus::wire::cloudevent_headers(&EventsMetadata::new(LOGIN, 0));
+    t.publish_raw(&RawMessage {
+        topic: "lagging".into(),
+        key: None,
+        headers,
+        value: b"\x00\x00\x00\x03\xe7\x02".to_vec(),
+        timestamp: None,
+    })
+    .await
+    .unwrap();
+    let mut sub = t.subscribe(&request("lagging", "g")).await.unwrap();
+    // A replica that has not caught up answers 404: the message is not
+    // delivered as unusable (which would dead-letter it), it waits.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let e = loop {
+        match sub.receive(10, Duration::from_millis(500)).await {
+            Ok(got) if got.is_empty() && Instant::now() < deadline => continue,
+            Ok(got) => panic!(
+                "delivered while the registry lacks its schema: {:?}",
+                got.iter().map(|d| &d.event).collect::<Vec<_>>()
+            ),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.kind, TransportErrorKind::Connection, "{e}");
+    assert!(e.message.contains("no schema with id 999"), "{e}");
     sub.close().await.unwrap();
 }
 

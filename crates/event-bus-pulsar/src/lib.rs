@@ -44,7 +44,12 @@
 //! - a header value that is not UTF-8 travels Base64-encoded (standard
 //!   alphabet, padded) under the property name `base64:<header name>`
 //!   ([`mapping::BASE64_PROPERTY_PREFIX`]) and is decoded back on receipt;
-//!   the event bus itself only writes text headers;
+//!   the event bus itself only writes text headers. A received `base64:`
+//!   property whose value is not Base64 is not ours: it is kept as a text
+//!   header under its full name (`base64:x`), the message is handled as any
+//!   other, and a header whose name starts with the prefix is always sent
+//!   encoded (`base64:base64:x`), so its dead letter is publishable and
+//!   reads back the same;
 //! - a key that is not UTF-8 is Base64-encoded with Pulsar's own
 //!   `partition_key_b64_encoded` flag.
 //!

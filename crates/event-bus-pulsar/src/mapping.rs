@@ -14,7 +14,10 @@ use pulsar::proto::{KeyValue, MessageIdData};
 /// (standard Base64, with padding). Pulsar properties are strings; every
 /// header the event bus itself writes is text, so this only appears for
 /// foreign binary headers passed through `publish_raw` (dead letters,
-/// requeues from another backend).
+/// requeues from another backend). A header whose own name starts with the
+/// prefix (a received property `base64:x` whose value was not Base64 is
+/// kept as the text header `base64:x`) is always sent encoded, as
+/// `base64:base64:x`, so it comes back as it went.
 pub const BASE64_PROPERTY_PREFIX: &str = "base64:";
 
 /// The Pulsar topic for a full event bus topic (prefix included):
@@ -155,14 +158,9 @@ pub fn event_record(message: &OutgoingMessage) -> Result<PulsarRecord, String> {
 pub fn raw_record(raw: &RawMessage) -> Result<PulsarRecord, String> {
     let mut properties: Vec<(String, String)> = Vec::with_capacity(raw.headers.len());
     for (name, value) in &raw.headers {
-        if name.starts_with(BASE64_PROPERTY_PREFIX) {
-            return Err(format!(
-                "header {name:?} uses the reserved prefix {BASE64_PROPERTY_PREFIX:?} of this backend"
-            ));
-        }
         let property = match std::str::from_utf8(value) {
-            Ok(text) => (name.clone(), text.to_string()),
-            Err(_) => (
+            Ok(text) if !name.starts_with(BASE64_PROPERTY_PREFIX) => (name.clone(), text.to_string()),
+            _ => (
                 format!("{BASE64_PROPERTY_PREFIX}{name}"),
                 base64::engine::general_purpose::STANDARD.encode(value),
             ),
@@ -548,8 +546,69 @@ mod tests {
             ..Default::default()
         };
         assert!(raw_record(&raw).unwrap_err().contains("more than once"));
-        raw.headers = vec![("base64:a".into(), b"1".to_vec())];
-        assert!(raw_record(&raw).unwrap_err().contains("reserved"));
+        raw.headers = vec![("base64:a".into(), b"1".to_vec()), ("a".into(), b"2".to_vec())];
+        let r = raw_record(&raw).expect("a header named with the prefix is escaped, not refused");
+        assert_eq!(
+            r.properties,
+            vec![
+                ("base64:base64:a".to_string(), "MQ==".to_string()),
+                ("a".to_string(), "2".to_string())
+            ]
+        );
+    }
+
+    fn received(properties: &[(&str, &str)]) -> Delivery {
+        let metadata = pulsar::proto::MessageMetadata {
+            properties: properties
+                .iter()
+                .map(|(k, v)| KeyValue {
+                    key: k.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        delivery("t", &MessageIdData::default(), &metadata, b"body", DeliveryTag(0), 1)
+    }
+
+    #[test]
+    fn a_base64_property_that_is_not_base64_stays_a_text_header_and_can_be_dead_lettered() {
+        let mut props: Vec<(String, String)> = openedx_events::bus::wire::cloudevent_headers(
+            &openedx_events::metadata::EventsMetadata::new("org.openedx.learning.auth.session.login.completed.v1", 0),
+        )
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v).unwrap()))
+        .collect();
+        props.push(("base64:trace".into(), "not base64 at all!".into()));
+        props.push(("base64:bin".into(), "/wA=".into()));
+        let refs: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let d = received(&refs);
+        assert!(d.event.is_ok(), "the message is still an event: {:?}", d.event.err());
+        assert_eq!(d.raw.header("base64:trace"), Some(&b"not base64 at all!"[..]));
+        assert_eq!(d.raw.header("bin"), Some(&[0xff, 0x00][..]));
+
+        // Its dead letter can be published, and reads back the same.
+        let letter = openedx_events::bus::dead_letter::dead_letter(
+            &d,
+            "t-dlq",
+            "g",
+            openedx_events::bus::dead_letter::Reason::ReceiverFailed,
+            "boom",
+            3,
+        );
+        let record = raw_record(&letter).expect("the dead letter is publishable");
+        let back = received(
+            &record
+                .properties
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+        );
+        let mut want = letter.headers.clone();
+        want.sort();
+        let mut got = back.raw.headers.clone();
+        got.sort();
+        assert_eq!(got, want, "every header comes back as it went");
     }
 
     #[test]

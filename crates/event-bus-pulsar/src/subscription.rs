@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
+use openedx_events::bus::delayed::{deadline_after, DeliveryCounts};
 use openedx_events::bus::transport::{
     Delivery, DeliveryTag, SeekTarget, StartPosition, SubscribeRequest, Subscription, TransportError,
     TransportErrorKind,
@@ -35,6 +36,11 @@ const ENGINE_RETRY: Duration = Duration::from_millis(250);
 /// Bounds of the bookkeeping maps (entries of messages that went to another
 /// member are forgotten past this).
 const MAX_TRACKED: usize = 100_000;
+
+/// `now + d` that never overflows (see [`deadline_after`]).
+fn after(d: Duration) -> Instant {
+    Instant::from_std(deadline_after(std::time::Instant::now(), d))
+}
 
 fn id_key(id: &MessageIdData) -> IdKey {
     (
@@ -144,11 +150,17 @@ pub struct PulsarSubscription {
     kind: SubscriptionKind,
     start: StartPosition,
     consumer: Option<PulsarConsumer>,
-    /// Messages taken from pulsar-rs and not yet delivered.
+    /// Messages taken from pulsar-rs and not yet delivered. `receive` takes
+    /// no more than `receive_bound`; calls that need pulsar-rs's engine to
+    /// answer still empty its channel (the engine stops while it is full),
+    /// so this is not bounded yet.
     buffer: VecDeque<pulsar::consumer::Message<Vec<u8>>>,
+    /// The largest batch `receive` was asked for.
+    batch_hint: usize,
     next_tag: u64,
     inflight: HashMap<u64, InFlight>,
-    attempts: HashMap<IdKey, u32>,
+    /// Deliveries per message to this member (bounded).
+    attempts: DeliveryCounts<IdKey>,
     batches: HashMap<EntryKey, BatchState>,
     delayed: BTreeMap<(Instant, u64), Delayed>,
     /// Key_Shared: keys waiting for a nacked message: its id, and when to
@@ -182,9 +194,10 @@ impl PulsarSubscription {
             start: request.start.clone(),
             consumer: None,
             buffer: VecDeque::new(),
+            batch_hint: 1,
             next_tag: 0,
             inflight: HashMap::new(),
-            attempts: HashMap::new(),
+            attempts: DeliveryCounts::new(MAX_TRACKED),
             batches: HashMap::new(),
             delayed: BTreeMap::new(),
             held_keys: HashMap::new(),
@@ -202,6 +215,21 @@ impl PulsarSubscription {
 
     fn limit(&self) -> Duration {
         self.settings.operation_timeout
+    }
+
+    /// What `receive` takes from pulsar-rs ahead of the consume loop: twice
+    /// the largest batch asked for, or the receiver queue size if larger.
+    fn receive_bound(&self) -> usize {
+        self.batch_hint
+            .saturating_mul(2)
+            .max(self.settings.receiver_queue_size as usize)
+            .max(1)
+    }
+
+    /// How many messages are taken from pulsar-rs and not yet handed out.
+    #[doc(hidden)]
+    pub fn buffered(&self) -> usize {
+        self.buffer.len() + self.parked.len()
     }
 
     /// A consumer builder for this subscription; `id` `None` lets pulsar-rs
@@ -288,15 +316,18 @@ impl PulsarSubscription {
         self.acks_unflushed = false;
     }
 
-    /// Move every message pulsar-rs has ready into the local buffer, so its
-    /// engine is free to answer the request that follows (see
-    /// `build_consumer`). A consumer that stopped is dropped (the next call
-    /// subscribes again).
-    fn drain(&mut self) -> Result<(), TransportError> {
+    /// Move messages pulsar-rs has ready into the local buffer until it
+    /// holds `bound` (`receive_bound` to read; everything so the engine is
+    /// free to answer the request that follows, see `build_consumer`).
+    /// A consumer that stopped is dropped (the next call subscribes again).
+    fn drain(&mut self, bound: usize) -> Result<(), TransportError> {
         let Some(consumer) = self.consumer.as_mut() else {
             return Ok(());
         };
         loop {
+            if self.buffer.len() + self.parked.len() >= bound {
+                return Ok(());
+            }
             match consumer.next().now_or_never() {
                 None => return Ok(()),
                 Some(Some(Ok(m))) => self.buffer.push_back(m),
@@ -392,14 +423,7 @@ impl PulsarSubscription {
             }
         }
         let key_id = id_key(&id);
-        let attempt = {
-            if self.attempts.len() >= MAX_TRACKED && !self.attempts.contains_key(&key_id) {
-                self.attempts.clear();
-            }
-            let a = self.attempts.entry(key_id).or_insert(0);
-            *a += 1;
-            *a
-        };
+        let attempt = self.attempts.delivered(key_id);
         let tag = self.next_tag;
         self.next_tag += 1;
         let delivery = mapping::delivery(
@@ -473,10 +497,10 @@ impl PulsarSubscription {
         what: &str,
     ) -> Result<Result<Vec<MessageIdData>, pulsar::Error>, TransportError> {
         let limit = self.limit();
-        let deadline = Instant::now() + limit;
+        let deadline = after(limit);
         let mut slice = ENGINE_RETRY;
         loop {
-            self.drain()?;
+            self.drain(usize::MAX)?;
             let consumer = self.consumer().await?;
             let this_try = slice.min(deadline.saturating_duration_since(Instant::now()));
             if let Ok(answer) = tokio::time::timeout(this_try, consumer.get_last_message_id()).await {
@@ -507,10 +531,13 @@ impl PulsarSubscription {
     /// pulsar-rs's engine catches up, as in `ask_last_message_id`).
     async fn close_consumer(&mut self) -> Result<(), TransportError> {
         let limit = self.limit();
-        let deadline = Instant::now() + limit;
+        let deadline = after(limit);
         let mut slice = ENGINE_RETRY;
         loop {
-            self.drain()?;
+            // Closing: what is taken now goes back to the broker with the
+            // consumer, so nothing needs keeping.
+            self.drain(usize::MAX)?;
+            self.buffer.clear();
             let Some(consumer) = self.consumer.as_mut() else {
                 return Ok(());
             };
@@ -553,7 +580,8 @@ impl PulsarSubscription {
 impl Subscription for PulsarSubscription {
     async fn receive(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, TransportError> {
         let max = max.max(1);
-        let deadline = Instant::now() + wait;
+        self.batch_hint = self.batch_hint.max(max);
+        let deadline = after(wait);
         let mut out = Vec::new();
         loop {
             let next_due = self.fire_due_nacks().await?;
@@ -592,7 +620,7 @@ impl Subscription for PulsarSubscription {
                 if let Some(m) = first {
                     self.buffer.push_back(m);
                 }
-                self.drain()?;
+                self.drain(self.receive_bound())?;
                 while out.len() < max {
                     let Some(m) = self.buffer.pop_front() else {
                         break;
@@ -616,7 +644,7 @@ impl Subscription for PulsarSubscription {
         let Some(f) = self.inflight.remove(&tag.0) else {
             return Ok(());
         };
-        self.attempts.remove(&id_key(&f.id));
+        self.attempts.forget(&id_key(&f.id));
         match f.batch_size {
             Some(size) if size > 1 => {
                 let entry = entry_key(&f.id);
@@ -667,14 +695,14 @@ impl Subscription for PulsarSubscription {
         };
         if self.kind == SubscriptionKind::KeyShared {
             if let Some(k) = &f.key {
-                let until = Instant::now() + delay + self.limit();
+                let until = after(delay.saturating_add(self.limit()));
                 self.held_keys.insert(k.clone(), (id_key(&f.id), until));
             }
         }
         if delay.is_zero() {
             return self.send_nack(&f.topic, id).await;
         }
-        let due = Instant::now() + delay;
+        let due = after(delay);
         self.delayed.insert((due, tag.0), Delayed { topic: f.topic, id });
         Ok(())
     }

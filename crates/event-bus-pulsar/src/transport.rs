@@ -139,6 +139,20 @@ impl PulsarTransport {
         })
     }
 
+    /// Join a subscription (as [`Transport::subscribe`], with the concrete
+    /// type).
+    pub async fn subscribe_pulsar(&self, request: &SubscribeRequest) -> Result<PulsarSubscription, TransportError> {
+        let kind = requested_kind(request, self.settings.subscription_kind)?;
+        PulsarSubscription::open(
+            self.client.clone(),
+            self.settings.clone(),
+            self.pulsar_topic(&request.topic),
+            request,
+            kind,
+        )
+        .await
+    }
+
     /// The settings in use.
     pub fn settings(&self) -> &PulsarSettings {
         &self.settings
@@ -418,16 +432,7 @@ impl Transport for PulsarTransport {
     }
 
     async fn subscribe(&self, request: &SubscribeRequest) -> Result<Box<dyn Subscription>, TransportError> {
-        let kind = requested_kind(request, self.settings.subscription_kind)?;
-        let sub = PulsarSubscription::open(
-            self.client.clone(),
-            self.settings.clone(),
-            self.pulsar_topic(&request.topic),
-            request,
-            kind,
-        )
-        .await?;
-        Ok(Box::new(sub))
+        Ok(Box::new(self.subscribe_pulsar(request).await?))
     }
 
     /// Read a topic without a group, oldest first, after a position
