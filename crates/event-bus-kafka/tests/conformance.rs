@@ -85,6 +85,17 @@ impl BackendUnderTest for Tansu {
     fn patience(&self) -> Duration {
         Duration::from_secs(60)
     }
+
+    /// 2500 events per fault case, not 5000: tansu 0.6 with SQLite storage
+    /// stops answering its group coordinator requests when a group consumes
+    /// a 5000-event topic here (seen 3 runs of 3, before any restart: the
+    /// session times out "without a successful response from the group
+    /// coordinator", the request in flight times out after 120 s and the
+    /// broker never answers the group again; 600 and 3000 events passed).
+    /// A Kafka broker has no such limit; the case itself is the same.
+    fn fault_events(&self) -> usize {
+        2500
+    }
 }
 
 fn backend() -> Tansu {
@@ -132,6 +143,10 @@ mod restart_case {
     use super::Tansu;
 
     fn persistent_backend() -> Tansu {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         Tansu::start(TansuBroker::start_sqlite().unwrap_or_else(|e| panic!("{e}")))
     }
 

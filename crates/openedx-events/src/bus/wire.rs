@@ -115,8 +115,10 @@ pub fn cloudevent_message(message: &OutgoingMessage) -> RawMessage {
 }
 
 /// The event in a message with CloudEvents headers and a schemaless body.
+/// Hostile headers are an error for this message only, even one that made
+/// a parser panic ([`parse_guarded`](super::transport::parse_guarded)).
 pub fn cloudevent_incoming(raw: &RawMessage) -> Result<IncomingEvent, String> {
-    let metadata = metadata_from_cloudevent_headers(&raw.headers)
+    let metadata = super::transport::parse_guarded(|| metadata_from_cloudevent_headers(&raw.headers))
         .map_err(|e| format!("Error determining metadata from message headers: {e}"))?;
     Ok(IncomingEvent {
         event_type: metadata.event_type.clone(),
@@ -156,5 +158,21 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(ok.minorversion, 0);
+    }
+
+    #[test]
+    fn hostile_headers_are_an_error_for_the_message_not_a_crash() {
+        let raw = RawMessage {
+            topic: "t".into(),
+            key: None,
+            headers: h(&[
+                ("ce_type", "t.v1"),
+                ("ce_id", "629f9892-c258-11ed-8dac-1c83413013cb"),
+                ("ce_time", "2024-05-06T00:00:00+1\u{e9}1"),
+            ]),
+            value: vec![],
+            timestamp: None,
+        };
+        assert!(cloudevent_incoming(&raw).is_err());
     }
 }
