@@ -34,7 +34,10 @@ fn headers(pairs: &[(&str, &[u8])]) -> OwnedHeaders {
     })
 }
 
-fn ce(event_type: &str, id: &[u8], time: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+/// Kafka headers, as name and bytes.
+type Headers = Vec<(&'static str, Vec<u8>)>;
+
+fn ce(event_type: &str, id: &[u8], time: &[u8]) -> Headers {
     vec![
         ("ce_type", event_type.as_bytes().to_vec()),
         ("ce_id", id.to_vec()),
@@ -86,7 +89,8 @@ async fn poison_from_the_raw_client_is_dead_lettered_and_the_stream_goes_on() {
     truncated.truncate(truncated.len() - 3);
     let mut oversized = frame(schema_id, &body);
     oversized.extend_from_slice(&[7u8; 64]);
-    let cases: Vec<(&str, Vec<(&str, Vec<u8>)>, Vec<u8>)> = vec![
+    // (the dead-letter reason, the headers, the value)
+    let cases: Vec<(&str, Headers, Vec<u8>)> = vec![
         ("unusable_message", vec![], b"no headers at all".to_vec()),
         (
             "unusable_message",
