@@ -66,4 +66,12 @@ mod restart {
 
     conformance_tests!(restart, backend());
     conformance_tests!(faults, backend());
+    // `network_faults` is not run. A proxy in front of the service URL does
+    // not see the consumer's traffic: a topic lookup answers with the
+    // broker's advertised address and pulsar-rs connects the consumer there,
+    // around the proxy. Seen here: all 3000 events handled during a 30 s
+    // black hole (the case fails saying so) while a producer created after
+    // the cut, whose lookup went through the proxy, timed out after 10 s. A
+    // broker advertising the proxy's address (`advertisedAddress`), or a
+    // network namespace around the client, would show it.
 }
