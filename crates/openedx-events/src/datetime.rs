@@ -75,7 +75,12 @@ impl IsoDateTime {
             reason,
         };
         let s = input.trim_end();
-        if s.len() < 10 || !s.is_char_boundary(10) {
+        // Every valid form is ASCII (as for Python's `fromisoformat`); so the
+        // byte slicing below never cuts inside a character.
+        if !s.is_ascii() {
+            return Err(fail("not an ASCII isoformat text"));
+        }
+        if s.len() < 10 {
             return Err(fail("too short"));
         }
         let (date_part, rest) = s.split_at(10);
@@ -210,6 +215,9 @@ fn parse_offset(s: &str) -> Option<i32> {
         _ => return None,
     };
     let body = &s[1..];
+    if !body.is_ascii() {
+        return None;
+    }
     let parts: Vec<&str> = if body.contains(':') {
         body.split(':').collect()
     } else if body.len() == 4 {
@@ -364,5 +372,37 @@ mod tests {
         let t = IsoDateTime::parse("2024-05-06T07:08:09+02:00").unwrap();
         assert_eq!(isoformat_utc(&t.to_utc().unwrap()), "2024-05-06T05:08:09+00:00");
         assert!(IsoDateTime::parse("2024-05-06T07:08:09").unwrap().to_utc().is_none());
+    }
+
+    #[test]
+    fn multi_byte_characters_anywhere_are_an_error_not_a_panic() {
+        let valid = [
+            "2024-05-06T00:00:00+01:00",
+            "2024-05-06T00:00:00+0100",
+            "2024-05-06T00:00:00.123456Z",
+            "2024-05-06 00:00:00,5-05:30:15",
+            "2024-05-06",
+        ];
+        for text in valid {
+            assert!(IsoDateTime::parse(text).is_ok(), "{text}");
+            for at in 0..=text.len() {
+                for c in ['\u{e9}', '\u{20ac}', '\u{1f600}', '\u{ff11}'] {
+                    let mut hostile = text.to_string();
+                    hostile.insert(at, c);
+                    assert!(IsoDateTime::parse(&hostile).is_err(), "{hostile:?}");
+                    // Replacing a byte's character too.
+                    let mut replaced: Vec<char> = text.chars().collect();
+                    if at < replaced.len() {
+                        replaced[at] = c;
+                        let replaced: String = replaced.into_iter().collect();
+                        assert!(IsoDateTime::parse(&replaced).is_err(), "{replaced:?}");
+                    }
+                }
+            }
+        }
+        assert!(IsoDateTime::parse("2024-05-06T00:00:00+1\u{e9}1").is_err());
+        assert!(IsoDateTime::parse("").is_err());
+        assert!(IsoDateTime::parse("99999-05-06T00:00:00").is_err());
+        assert!(IsoDateTime::parse("2024-05-06T00:00:00+99999999999999999999").is_err());
     }
 }
