@@ -87,17 +87,24 @@ pub fn decode(schema: &Schema, bytes: &[u8]) -> Result<Value, DecodeError> {
 /// bytes it took. fastavro's reader ignores what follows, which is how a
 /// schemaless consumer tolerates fields a newer producer appended.
 pub fn decode_prefix(schema: &Schema, bytes: &[u8]) -> Result<(Value, usize), DecodeError> {
-    let mut r = Reader { buf: bytes, pos: 0 };
+    let mut r = Reader::new(bytes);
     let v = r.value(schema)?;
     Ok((v, r.pos))
 }
 
-/// Most items an array of zero-width values (nulls) may declare.
-const MAX_ZERO_WIDTH_ITEMS: i64 = 1 << 20;
+/// Zero-width items (nulls, empty records) a message of `len` bytes may
+/// declare in all its arrays and maps together: such items take no input, so
+/// only this budget keeps a few hostile bytes from making the decoder
+/// allocate gigabytes. Generous for real events (a list of nulls is rare).
+fn zero_width_budget(len: usize) -> usize {
+    4096usize.saturating_add(len.saturating_mul(16))
+}
 
 pub(crate) struct Reader<'a> {
     pub(crate) buf: &'a [u8],
     pub(crate) pos: usize,
+    /// Zero-width items still allowed in this message.
+    zero_width_left: usize,
 }
 
 fn at<T>(r: Result<T, DecodeError>, segment: impl FnOnce() -> String) -> Result<T, DecodeError> {
@@ -108,6 +115,14 @@ fn at<T>(r: Result<T, DecodeError>, segment: impl FnOnce() -> String) -> Result<
 }
 
 impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader {
+            buf,
+            pos: 0,
+            zero_width_left: zero_width_budget(buf.len()),
+        }
+    }
+
     fn fail<T>(&self, kind: DecodeErrorKind) -> Result<T, DecodeError> {
         Err(DecodeError {
             path: Path::default(),
@@ -188,7 +203,7 @@ impl<'a> Reader<'a> {
 
     /// Read one block header of an array or map: the item count, checked
     /// against what the remaining input could hold.
-    fn block_count(&mut self, item_min_len: usize) -> Result<usize, DecodeError> {
+    pub(crate) fn block_count(&mut self, item_min_len: usize) -> Result<usize, DecodeError> {
         let mut count = self.long()?;
         if count < 0 {
             // A negative count is followed by the block's size in bytes.
@@ -197,14 +212,25 @@ impl<'a> Reader<'a> {
                 .map_or_else(|| self.fail(DecodeErrorKind::NegativeLength(count)), Ok)?;
             self.long()?;
         }
-        let limit = (self.remaining().checked_div(item_min_len)).map_or(MAX_ZERO_WIDTH_ITEMS, |n| n as i64);
-        if count > limit {
-            return self.fail(DecodeErrorKind::LengthTooLarge {
+        let too_large = |r: &Self| {
+            r.fail(DecodeErrorKind::LengthTooLarge {
                 length: count,
-                remaining: self.remaining(),
-            });
+                remaining: r.remaining(),
+            })
+        };
+        let count = usize::try_from(count).or_else(|_| too_large(self))?;
+        match self.remaining().checked_div(item_min_len) {
+            Some(fit) if count > fit => too_large(self),
+            Some(_) => Ok(count),
+            None => {
+                // Zero-width items: counted against the message's budget.
+                self.zero_width_left = match self.zero_width_left.checked_sub(count) {
+                    Some(left) => left,
+                    None => return too_large(self),
+                };
+                Ok(count)
+            }
         }
-        Ok(count as usize)
     }
 
     pub(crate) fn value(&mut self, schema: &Schema) -> Result<Value, DecodeError> {
@@ -349,5 +375,46 @@ mod tests {
         let (v, used) = decode_prefix(&s, &[0x00, 0x00, 0x00, 0x07, 0x07]).unwrap();
         assert_eq!(used, 3);
         assert_eq!(v.as_record().unwrap().get("o"), Some(&Value::Null));
+    }
+
+    /// A block header declaring `n` items (zigzag varint).
+    fn block(n: i64, out: &mut Vec<u8>) {
+        let mut z = ((n << 1) ^ (n >> 63)) as u64;
+        loop {
+            let b = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                out.push(b);
+                break;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    #[test]
+    fn zero_width_items_are_bounded_per_message_not_per_block() {
+        let nulls = Schema::parse_str(r#"{"type":"array","items":"null"}"#).unwrap();
+        let nested = Schema::parse_str(r#"{"type":"array","items":{"type":"array","items":"null"}}"#).unwrap();
+        // Blocks of a million nulls each: a dozen bytes, millions of items.
+        let mut hostile = Vec::new();
+        for _ in 0..3 {
+            block(1 << 20, &mut hostile);
+        }
+        block(0, &mut hostile);
+        assert!(hostile.len() < 16);
+        assert!(decode(&nulls, &hostile).is_err(), "refused, not decoded into millions of items");
+        let mut outer = Vec::new();
+        block(3, &mut outer);
+        for _ in 0..3 {
+            outer.extend_from_slice(&hostile);
+        }
+        block(0, &mut outer);
+        assert!(decode(&nested, &outer).is_err());
+        assert!(super::super::resolve::decode_resolved(&nested, &nested, &outer).is_err());
+        // A real list of nulls still decodes.
+        let mut fine = Vec::new();
+        block(100, &mut fine);
+        block(0, &mut fine);
+        assert_eq!(decode(&nulls, &fine).unwrap(), Value::Array(vec![Value::Null; 100]));
     }
 }

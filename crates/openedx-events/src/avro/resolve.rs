@@ -46,7 +46,7 @@ fn incompatible<T>(at: &str, message: impl Into<String>) -> Result<T, ResolveErr
 /// assert_eq!(v, Value::Record(Record::new().with("a", Value::Long(3)).with("b", Value::Null)));
 /// ```
 pub fn decode_resolved(writer: &Schema, reader: &Schema, bytes: &[u8]) -> Result<Value, ResolveError> {
-    let mut r = Reader { buf: bytes, pos: 0 };
+    let mut r = Reader::new(bytes);
     resolved(&mut r, writer, reader)
 }
 
@@ -90,7 +90,7 @@ fn resolved(r: &mut Reader<'_>, w: &Schema, rd: &Schema) -> Result<Value, Resolv
         (Schema::Array(wi), Schema::Array(ri)) => {
             let mut out = Vec::new();
             loop {
-                let n = block_count(r)?;
+                let n = r.block_count(wi.min_encoded_len())?;
                 if n == 0 {
                     break;
                 }
@@ -103,7 +103,7 @@ fn resolved(r: &mut Reader<'_>, w: &Schema, rd: &Schema) -> Result<Value, Resolv
         (Schema::Map(wv), Schema::Map(rv)) => {
             let mut out = Vec::new();
             loop {
-                let n = block_count(r)?;
+                let n = r.block_count(1 + wv.min_encoded_len())?;
                 if n == 0 {
                     break;
                 }
@@ -178,21 +178,6 @@ fn resolved(r: &mut Reader<'_>, w: &Schema, rd: &Schema) -> Result<Value, Resolv
             format!("writer {} cannot be read as {}", w.type_name(), rd.type_name()),
         ),
     }
-}
-
-fn block_count(r: &mut Reader<'_>) -> Result<usize, ResolveError> {
-    let mut n = r.long()?;
-    if n < 0 {
-        n = n.saturating_neg();
-        r.long()?;
-    }
-    // Each item takes at least... nothing for nulls, so bound by a fixed cap
-    // and by the input size otherwise; the item reads are bounds-checked.
-    let cap = (r.buf.len() - r.pos).max(1 << 20);
-    if n as u64 > cap as u64 {
-        return incompatible("array", format!("block count {n} is larger than the input"));
-    }
-    Ok(n as usize)
 }
 
 /// Whether a reader union branch can take the writer type (first match wins).
