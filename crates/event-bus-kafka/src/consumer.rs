@@ -29,8 +29,8 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use futures::FutureExt;
 use openedx_events::bus::delayed::{deadline_after, DelayedQueue};
 use openedx_events::bus::transport::{
-    Delivery, DeliveryTag, IncomingEvent, RawMessage, SeekTarget, StartPosition, SubscribeRequest, Subscription,
-    TransportError, TransportErrorKind,
+    Delivery, DeliveryTag, IncomingEvent, LeaseKeeper, RawMessage, SeekTarget, StartPosition, SubscribeRequest,
+    Subscription, TransportError, TransportErrorKind,
 };
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer};
@@ -691,63 +691,6 @@ impl KafkaSubscription {
                 .is_some_and(|c| c.client().fatal_error().is_some())
     }
 
-    fn check_fatal(&self, consumer: &Inner) -> Result<(), TransportError> {
-        if let Some(reason) = self.shared.fatal() {
-            return Err(TransportError::new(TransportErrorKind::Fatal, reason));
-        }
-        if let Some((code, reason)) = consumer.client().fatal_error() {
-            return Err(TransportError::new(
-                TransportErrorKind::Fatal,
-                format!("fatal Kafka consumer error {code}: {reason}"),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Register a message taken from Kafka.
-    fn take(&mut self, m: &BorrowedMessage<'_>) {
-        if self.shared.reset_only() {
-            return;
-        }
-        let partition = m.partition();
-        let offset = m.offset();
-        let raw = raw_message(m);
-        let mut st = self.shared.lock();
-        let Some(tracker) = st.partitions.get_mut(&partition) else {
-            tracing::debug!(partition, offset, "message of a partition no longer assigned; dropped");
-            return;
-        };
-        tracker.delivered(offset);
-        if let Some(min) = st.skip_before.get(&partition).copied() {
-            match raw.timestamp.map(|t| t.timestamp_millis()) {
-                Some(ts) if ts < min => {
-                    // Before the replay time: done, never delivered.
-                    if let Some(t) = st.partitions.get_mut(&partition) {
-                        t.acked(offset);
-                    }
-                    tracing::debug!(partition, offset, "skipping a message older than the replay time");
-                    return;
-                }
-                _ => {
-                    st.skip_before.remove(&partition);
-                }
-            }
-        }
-        let tag = st.next_tag;
-        st.next_tag += 1;
-        st.held.insert(
-            tag,
-            Held {
-                partition,
-                offset,
-                raw,
-                event: None,
-                attempts: 0,
-            },
-        );
-        st.ready.push_back(tag);
-    }
-
     /// Errors librdkafka reports through the consumer that need no action
     /// from the loop: the poll interval was exceeded (it rejoins on this very
     /// poll), a partition end (when enabled), and lost broker connections
@@ -763,16 +706,6 @@ impl KafkaSubscription {
                     | RDKafkaErrorCode::BrokerTransportFailure
             )
         )
-    }
-
-    fn on_poll_error(&self, e: &KafkaError) -> TransportError {
-        let mut err = transport_error(&format!("error polling {}", self.shared.topic), e);
-        err.message = mask_text(&err.message, &self.shared.settings);
-        if e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
-            self.shared.set_fatal(err.message.clone());
-            err.kind = TransportErrorKind::Fatal;
-        }
-        err
     }
 
     /// Nacked messages whose delay is over.
@@ -832,26 +765,6 @@ impl KafkaSubscription {
         }
     }
 
-    /// Take the messages the client already holds, without waiting, until
-    /// `limit` are ready.
-    fn poll_without_waiting(&mut self, consumer: &Inner, limit: usize) {
-        while self.ready_len() < limit {
-            match consumer.recv().now_or_never() {
-                Some(Ok(m)) => self.take(&m),
-                Some(Err(e)) => {
-                    let err = self.on_poll_error(&e);
-                    tracing::warn!(error = %err, "error while polling");
-                    break;
-                }
-                None => break,
-            }
-        }
-    }
-
-    fn ready_len(&self) -> usize {
-        self.shared.lock().ready.len()
-    }
-
     /// The partitions currently assigned (local call).
     fn assigned(&self, consumer: &Inner) -> Vec<i32> {
         consumer
@@ -872,14 +785,51 @@ impl KafkaSubscription {
     }
 }
 
+/// Serves the group's events from the loop's keeping task while a receiver
+/// holds the loop (synchronous receivers block it), so the member neither
+/// exceeds `max.poll.interval.ms` nor delays a rebalance.
+struct KafkaLeaseKeeper {
+    consumer: Arc<Inner>,
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl LeaseKeeper for KafkaLeaseKeeper {
+    async fn keep_alive(&self) -> Result<(), TransportError> {
+        poll_without_waiting(&self.shared, &self.consumer, KEEP_ALIVE_BUFFER);
+        check_fatal(&self.shared, &self.consumer)
+    }
+
+    /// A quarter of `max.poll.interval.ms` (librdkafka's default: 300 s),
+    /// at most 5 s.
+    fn interval(&self) -> Duration {
+        let poll_interval_ms = self
+            .shared
+            .settings
+            .client_config
+            .get("max.poll.interval.ms")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(300_000);
+        Duration::from_millis(poll_interval_ms / 4).min(Duration::from_secs(5))
+    }
+}
+
 #[async_trait]
 impl Subscription for KafkaSubscription {
+    fn lease_keeper(&self) -> Option<Arc<dyn LeaseKeeper>> {
+        let consumer = self.consumer.clone().filter(|_| !self.closed)?;
+        Some(Arc::new(KafkaLeaseKeeper {
+            consumer,
+            shared: self.shared.clone(),
+        }))
+    }
+
     async fn receive(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, TransportError> {
         let consumer = match (&self.consumer, self.closed) {
             (Some(c), false) => c.clone(),
             _ => return Err(Self::closed_error()),
         };
-        self.check_fatal(&consumer)?;
+        check_fatal(&self.shared, &consumer)?;
         let max = max.max(1);
         let deadline = Instant::from_std(deadline_after(std::time::Instant::now(), wait));
         loop {
@@ -919,14 +869,14 @@ impl Subscription for KafkaSubscription {
                     continue;
                 }
                 Err(e) => {
-                    let err = self.on_poll_error(&e);
-                    self.check_fatal(&consumer)?;
+                    let err = on_poll_error(&self.shared, &e);
+                    check_fatal(&self.shared, &consumer)?;
                     return Err(err);
                 }
-                Ok(m) => self.take(&m),
+                Ok(m) => take(&self.shared, &m),
             }
-            self.poll_without_waiting(&consumer, max);
-            self.check_fatal(&consumer)?;
+            poll_without_waiting(&self.shared, &consumer, max);
+            check_fatal(&self.shared, &consumer)?;
         }
     }
 
@@ -969,8 +919,8 @@ impl Subscription for KafkaSubscription {
             (Some(c), false) => c.clone(),
             _ => return Ok(()),
         };
-        self.poll_without_waiting(&consumer, KEEP_ALIVE_BUFFER);
-        self.check_fatal(&consumer)
+        poll_without_waiting(&self.shared, &consumer, KEEP_ALIVE_BUFFER);
+        check_fatal(&self.shared, &consumer)
     }
 
     async fn flush_acks(&mut self) -> Result<(), TransportError> {
@@ -1148,6 +1098,91 @@ impl Drop for KafkaSubscription {
             drop(leave_group(consumer, fatal));
         }
     }
+}
+
+/// Register a message taken from Kafka.
+fn take(shared: &Shared, m: &BorrowedMessage<'_>) {
+    if shared.reset_only() {
+        return;
+    }
+    let partition = m.partition();
+    let offset = m.offset();
+    let raw = raw_message(m);
+    let mut st = shared.lock();
+    let Some(tracker) = st.partitions.get_mut(&partition) else {
+        tracing::debug!(partition, offset, "message of a partition no longer assigned; dropped");
+        return;
+    };
+    tracker.delivered(offset);
+    if let Some(min) = st.skip_before.get(&partition).copied() {
+        match raw.timestamp.map(|t| t.timestamp_millis()) {
+            Some(ts) if ts < min => {
+                // Before the replay time: done, never delivered.
+                if let Some(t) = st.partitions.get_mut(&partition) {
+                    t.acked(offset);
+                }
+                tracing::debug!(partition, offset, "skipping a message older than the replay time");
+                return;
+            }
+            _ => {
+                st.skip_before.remove(&partition);
+            }
+        }
+    }
+    let tag = st.next_tag;
+    st.next_tag += 1;
+    st.held.insert(
+        tag,
+        Held {
+            partition,
+            offset,
+            raw,
+            event: None,
+            attempts: 0,
+        },
+    );
+    st.ready.push_back(tag);
+}
+
+/// A poll error as a transport error (a fatal one is remembered).
+fn on_poll_error(shared: &Shared, e: &KafkaError) -> TransportError {
+    let mut err = transport_error(&format!("error polling {}", shared.topic), e);
+    err.message = mask_text(&err.message, &shared.settings);
+    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+        shared.set_fatal(err.message.clone());
+        err.kind = TransportErrorKind::Fatal;
+    }
+    err
+}
+
+/// Take the messages the client already holds, without waiting, until
+/// `limit` are ready.
+fn poll_without_waiting(shared: &Shared, consumer: &Inner, limit: usize) {
+    while shared.lock().ready.len() < limit {
+        match consumer.recv().now_or_never() {
+            Some(Ok(m)) => take(shared, &m),
+            Some(Err(e)) => {
+                let err = on_poll_error(shared, &e);
+                tracing::warn!(error = %err, "error while polling");
+                break;
+            }
+            None => break,
+        }
+    }
+}
+
+/// The fatal error of the client, if it had one.
+fn check_fatal(shared: &Shared, consumer: &Inner) -> Result<(), TransportError> {
+    if let Some(reason) = shared.fatal() {
+        return Err(TransportError::new(TransportErrorKind::Fatal, reason));
+    }
+    if let Some((code, reason)) = consumer.client().fatal_error() {
+        return Err(TransportError::new(
+            TransportErrorKind::Fatal,
+            format!("fatal Kafka consumer error {code}: {reason}"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -402,7 +402,10 @@ mod tests {
         }
         block(0, &mut hostile);
         assert!(hostile.len() < 16);
-        assert!(decode(&nulls, &hostile).is_err(), "refused, not decoded into millions of items");
+        assert!(
+            decode(&nulls, &hostile).is_err(),
+            "refused, not decoded into millions of items"
+        );
         let mut outer = Vec::new();
         block(3, &mut outer);
         for _ in 0..3 {
