@@ -323,10 +323,10 @@ impl Transport for SqliteTransport {
         let mut lease = self.inner.options.lease;
         for (key, value) in &request.extras {
             match (key.as_str(), value.as_f64()) {
-                ("lease_seconds", Some(s)) if s.is_finite() && s >= 0.1 => lease = Duration::from_secs_f64(s),
+                ("lease_seconds", Some(s)) if (0.1..=3.2e9).contains(&s) => lease = Duration::from_secs_f64(s),
                 ("lease_seconds", _) => {
                     return Err(StoreError::Rejected(format!(
-                        "extra lease_seconds must be a number of seconds of at least 0.1, found {value}"
+                        "extra lease_seconds must be a number of seconds from 0.1 to 3.2e9, found {value}"
                     ))
                     .into_transport(&self.inner.path))
                 }
@@ -540,7 +540,10 @@ impl Subscription for SqliteSubscription {
             return Err(self.closed_error());
         }
         let max = max.max(1);
-        let deadline = Instant::now() + wait;
+        let deadline = Instant::from_std(openedx_events::bus::delayed::deadline_after(
+            std::time::Instant::now(),
+            wait,
+        ));
         let notify = self.inner.notify.clone();
         loop {
             let ready = self.take_stash(max);

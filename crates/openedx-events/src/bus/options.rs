@@ -40,7 +40,7 @@ impl RetryPolicy {
     pub fn delay_before(&self, next: u32) -> Duration {
         let exp = next.saturating_sub(2).min(30) as i32;
         let d = self.initial_delay.as_secs_f64() * self.multiplier.powi(exp);
-        Duration::from_secs_f64(d.min(self.max_delay.as_secs_f64()).max(0.0))
+        Duration::try_from_secs_f64(d.min(self.max_delay.as_secs_f64()).max(0.0)).unwrap_or(self.max_delay)
     }
 }
 

@@ -23,6 +23,10 @@ use serde_json::Value as Json;
 
 use super::ConfigError;
 
+/// The longest duration a setting may give, in seconds (about a century):
+/// anything longer is a typo, and would overflow a deadline.
+const MAX_SECONDS: f64 = 3.2e9;
+
 /// A set of settings. `Debug` masks secrets: values of settings whose
 /// name says they are secret ([`super::secret::is_secret_setting`]),
 /// credentials inside URLs, and structured values (client configurations
@@ -204,7 +208,12 @@ impl Settings {
             Some(_) => None,
         };
         match f {
-            Some(f) if f.is_finite() && f >= 0.0 => Ok(Some(Duration::from_secs_f64(f))),
+            // In range, so the conversion cannot overflow.
+            Some(f) if (0.0..=MAX_SECONDS).contains(&f) => Ok(Some(Duration::from_secs_f64(f))),
+            Some(f) if f.is_finite() && f > MAX_SECONDS => Err(ConfigError::new(
+                key,
+                format!("{f} seconds is too long (at most {MAX_SECONDS}, about a century)"),
+            )),
             _ => Err(ConfigError::new(key, "expected a non-negative number of seconds")),
         }
     }
@@ -244,6 +253,22 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_or_odd_durations_are_errors_naming_the_key_not_panics() {
+        for bad in ["1e20", "-1", "NaN", "inf", "1e400", "ten"] {
+            let mut s = Settings::new();
+            s.set("EVENT_BUS_RETRY_MAX_DELAY", bad);
+            let e = s.seconds("EVENT_BUS_RETRY_MAX_DELAY").unwrap_err();
+            assert!(e.to_string().contains("EVENT_BUS_RETRY_MAX_DELAY"), "{bad}: {e}");
+        }
+        let mut s = Settings::new();
+        s.set("EVENT_BUS_RETRY_MAX_DELAY", "3e9");
+        assert_eq!(
+            s.seconds("EVENT_BUS_RETRY_MAX_DELAY").unwrap(),
+            Some(Duration::from_secs(3_000_000_000))
+        );
+    }
 
     #[test]
     fn env_strings_are_parsed_by_type() {
