@@ -9,3 +9,5 @@ scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 cargo test --workspace --all-features
+# A short deterministic pass of hostile inputs through every wire parser.
+scripts/fuzz.sh 2000
