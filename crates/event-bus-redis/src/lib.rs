@@ -80,7 +80,19 @@
 //! them (`XCLAIM ... JUSTID`, every `min(claim_msgs_older_than / 3, 5 s)`),
 //! so only the entries of a consumer that stopped are claimed by the others.
 //! `close` flushes acks; unacknowledged entries stay pending under the
-//! consumer name. `seek` moves the group with `XGROUP SETID` (a time becomes
+//! consumer name.
+//!
+//! After any connection trouble (a failed or timed-out read, `XACK`,
+//! claim or refresh, or a call retried on a new connection), the consumer
+//! reads its own pending list again from its start, as at start-up, before
+//! any new entry: a read whose reply was lost (the server died, or the
+//! connection dropped, after running it) has left its entries pending for
+//! this consumer, and they are handed out at once instead of after
+//! `claim_msgs_older_than`. Entries it holds already (handed out and not
+//! acknowledged, waiting for a redelivery, read ahead, or acknowledged and
+//! not sent yet) are skipped, so none is handed out twice at once; the
+//! others take their attempt from Redis's delivery count, which includes
+//! the delivery whose reply was lost. `seek` moves the group with `XGROUP SETID` (a time becomes
 //! the last id before it).
 //!
 //! ## Connections and throughput
