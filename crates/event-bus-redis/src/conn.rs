@@ -1,6 +1,8 @@
 //! Connections with a time limit on every call, and Redis errors as
 //! transport errors (with the password scrubbed).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use openedx_events::bus::transport::{TransportError, TransportErrorKind};
@@ -16,6 +18,9 @@ pub(crate) struct Conn {
     manager: ConnectionManager,
     timeout: Duration,
     secret: Secret,
+    /// Calls that ended with a dropped connection or a timeout, on any clone
+    /// (see [`Conn::troubles`]).
+    troubles: Arc<AtomicU64>,
 }
 
 /// What kind of connection to open.
@@ -48,6 +53,7 @@ impl Conn {
             manager,
             timeout: config.command_timeout,
             secret,
+            troubles: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -118,6 +124,9 @@ impl Conn {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 let dropped = e.is_connection_dropped() || (e.is_io_error() && !e.is_timeout());
+                if e.is_io_error() || dropped {
+                    self.troubles.fetch_add(1, Ordering::Relaxed);
+                }
                 Err((from_redis(what, &e, &self.secret), dropped))
             }
             Err(_) => Err((
@@ -129,8 +138,19 @@ impl Conn {
                     ),
                 ),
                 false,
-            )),
+            ))
+            .inspect_err(|_| {
+                self.troubles.fetch_add(1, Ordering::Relaxed);
+            }),
         }
+    }
+
+    /// How many calls (on this connection and its clones) ended with a lost
+    /// connection or without a reply in time, retried ones included: a
+    /// command may have run in Redis without its reply arriving, so a
+    /// subscription that sees this change re-reads its pending entries.
+    pub(crate) fn troubles(&self) -> u64 {
+        self.troubles.load(Ordering::Relaxed)
     }
 
     /// The command timeout.

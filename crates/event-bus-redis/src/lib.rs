@@ -31,7 +31,10 @@
 //! One stream per full topic (`<EVENT_BUS_TOPIC_PREFIX>-<topic>`), one entry
 //! per event written with
 //! `XADD <stream> MAXLEN ~ <EVENT_BUS_REDIS_STREAM_MAX_LEN> * type .. id .. source .. time .. minorversion .. sourcehost .. sourcelib .. event_data <avro>`,
-//! fields in exactly that order (see [`wire`]). The key is not written,
+//! fields in exactly that order (see [`wire`]). Dead letters (raw messages
+//! carrying a `dlq_reason` header) are written without `MAXLEN`: a
+//! dead-letter stream is never trimmed, its entries stay until an operator
+//! deletes them (`event-bus dlq`, `XDEL`, `XTRIM`). The key is not written,
 //! as in Python. Raw messages (dead letters) are written as their headers
 //! in order, then `event_data`; read entries give every field but
 //! `event_data` as headers, in stream order.
@@ -41,7 +44,7 @@
 //! | setting | default | meaning |
 //! |---|---|---|
 //! | `EVENT_BUS_REDIS_CONNECTION_URL` | required | `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS (rustls, system roots) |
-//! | `EVENT_BUS_REDIS_STREAM_MAX_LEN` | 10000 | approximate `MAXLEN` of every `XADD` |
+//! | `EVENT_BUS_REDIS_STREAM_MAX_LEN` | 10000 | approximate `MAXLEN` of every `XADD`, but those of dead letters |
 //! | `EVENT_BUS_REDIS_COMMAND_TIMEOUT` | 5 (s) | limit of every Redis call; a blocking read gets its block time on top |
 //! | `EVENT_BUS_REDIS_CONSUMER_POLL_TIMEOUT`, `..._POLL_FAILURE_SLEEP`, `..._CONSECUTIVE_ERRORS_LIMIT`, `EVENT_BUS_REDIS_CONSUMERS_ENABLED`, `EVENT_BUS_REDIS_AUDIT_LOGGING_ENABLED` | see the core | read by the core's consume loop |
 //!
@@ -80,7 +83,19 @@
 //! them (`XCLAIM ... JUSTID`, every `min(claim_msgs_older_than / 3, 5 s)`),
 //! so only the entries of a consumer that stopped are claimed by the others.
 //! `close` flushes acks; unacknowledged entries stay pending under the
-//! consumer name. `seek` moves the group with `XGROUP SETID` (a time becomes
+//! consumer name.
+//!
+//! After any connection trouble (a failed or timed-out read, `XACK`,
+//! claim or refresh, or a call retried on a new connection), the consumer
+//! reads its own pending list again from its start, as at start-up, before
+//! any new entry: a read whose reply was lost (the server died, or the
+//! connection dropped, after running it) has left its entries pending for
+//! this consumer, and they are handed out at once instead of after
+//! `claim_msgs_older_than`. Entries it holds already (handed out and not
+//! acknowledged, waiting for a redelivery, read ahead, or acknowledged and
+//! not sent yet) are skipped, so none is handed out twice at once; the
+//! others take their attempt from Redis's delivery count, which includes
+//! the delivery whose reply was lost. `seek` moves the group with `XGROUP SETID` (a time becomes
 //! the last id before it).
 //!
 //! ## Connections and throughput

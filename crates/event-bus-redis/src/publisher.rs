@@ -21,6 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use openedx_events::bus::delayed::deadline_after;
 use openedx_events::bus::transport::{TransportError, TransportErrorKind};
 use redis::{Cmd, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -138,7 +139,7 @@ impl Publisher {
     /// queued after it; a job whose deadline passed while it waited for a
     /// free lane is answered with a timeout instead of being sent.
     pub(crate) async fn call(&self, cmd: Packed, size: usize) -> Result<Result<String, TransportError>, Gone> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::from_std(deadline_after(Instant::now().into_std(), self.timeout));
         let (reply, answer) = oneshot::channel();
         let job = Job {
             cmd,

@@ -37,6 +37,8 @@ pub(crate) struct RawConn {
     connect_timeout: Duration,
     secret: Secret,
     io: Option<Io>,
+    /// Attempts that failed (see [`RawConn::troubles`]).
+    troubles: u64,
 }
 
 struct Io {
@@ -70,6 +72,7 @@ impl RawConn {
             connect_timeout: config.command_timeout,
             secret: config.secret(),
             io: None,
+            troubles: 0,
         })
     }
 
@@ -116,6 +119,13 @@ impl RawConn {
         }
     }
 
+    /// How many calls failed (a lost connection, a timeout), the ones
+    /// retried on a new connection included: a command may have run in
+    /// Redis without its reply arriving.
+    pub(crate) fn troubles(&self) -> u64 {
+        self.troubles
+    }
+
     /// What to scrub from errors.
     pub(crate) fn secret(&self) -> &Secret {
         &self.secret
@@ -141,10 +151,12 @@ impl RawConn {
             Ok(Ok(len)) => Ok(len),
             Ok(Err(f)) => {
                 self.io = None;
+                self.troubles += 1;
                 Err(f)
             }
             Err(_) => {
                 self.io = None;
+                self.troubles += 1;
                 Err(Failure(
                     TransportError::new(
                         TransportErrorKind::Timeout,

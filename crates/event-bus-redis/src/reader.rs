@@ -31,6 +31,8 @@ pub(crate) struct Managed {
     client: redis::Client,
     config: RedisConfig,
     conn: Conn,
+    /// Troubles of the connections replaced after a timeout.
+    troubles: u64,
 }
 
 impl ReadConn {
@@ -43,7 +45,17 @@ impl ReadConn {
                 client: client.clone(),
                 config: config.clone(),
                 conn: Conn::open(client, config, Purpose::Blocking)?,
+                troubles: 0,
             }))),
+        }
+    }
+
+    /// How many calls on this connection failed or were retried after a
+    /// lost connection (see [`RawConn::troubles`] and [`Conn::troubles`]).
+    pub(crate) fn troubles(&self) -> u64 {
+        match self {
+            ReadConn::Raw(raw) => raw.troubles(),
+            ReadConn::Managed(m) => m.troubles + m.conn.troubles(),
         }
     }
 
@@ -60,6 +72,7 @@ impl ReadConn {
                 Err(e) => {
                     if e.kind == TransportErrorKind::Timeout {
                         // The connection may still be blocked in Redis: start afresh.
+                        m.troubles += m.conn.troubles();
                         m.conn = Conn::open(&m.client, &m.config, Purpose::Blocking)?;
                     }
                     Err(e)

@@ -10,6 +10,8 @@
 //! (`XCLAIM ... JUSTID`), so that other members do not claim entries that a
 //! live consumer is still handling or waiting to retry; entries of a
 //! consumer that died stop being refreshed and are claimed by the others.
+//! After a connection trouble the pending list is read again from its
+//! start, skipping the entries held (see `after_call`).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -17,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use openedx_events::bus::delayed::deadline_after;
 use openedx_events::bus::transport::{
     Delivery, DeliveryTag, IncomingEvent, RawMessage, SeekTarget, Subscription, TransportError, TransportErrorKind,
 };
@@ -120,6 +123,16 @@ pub(crate) struct RedisSubscription {
     lease_stale: bool,
     refresher: Option<JoinHandle<()>>,
     closed: bool,
+    /// The connection troubles seen so far (of the reading and the command
+    /// connections): when they change, a command may have run in Redis
+    /// without its reply arriving, and the pending list is read again.
+    troubles: u64,
+}
+
+/// `now + delay` on tokio's clock, never overflowing (a nack's delay or a
+/// receive's wait come from settings).
+fn after(delay: Duration) -> Instant {
+    Instant::from_std(deadline_after(Instant::now().into_std(), delay))
 }
 
 fn closed_error() -> TransportError {
@@ -183,7 +196,49 @@ impl RedisSubscription {
             lease_stale: false,
             refresher: Some(refresher),
             closed: false,
+            troubles: 0,
         }
+    }
+
+    /// Connection troubles so far, of both connections.
+    fn troubles_now(&self) -> u64 {
+        self.reader.troubles().wrapping_add(self.conn.troubles())
+    }
+
+    /// After a call: if it failed or a connection had trouble meanwhile
+    /// (even one retried with success), read this consumer's pending list
+    /// again from its start before any new entry. An `XREADGROUP ... >` (or
+    /// the read-ahead piped with an `XACK`) whose reply was lost, because
+    /// the server died or the connection dropped after it ran, has put its
+    /// entries in this consumer's pending list; nothing else would hand
+    /// them out before `claim_msgs_older_than`. Entries held already are
+    /// not handed out twice (see [`RedisSubscription::in_flight`]).
+    fn after_call(&mut self, failed: bool) {
+        let now = self.troubles_now();
+        if !failed && now == self.troubles {
+            return;
+        }
+        self.troubles = now;
+        if self.recovering != Some(EntryId::ZERO) {
+            tracing::info!(stream = %self.stream, group = %self.group, consumer = %self.consumer,
+                "connection trouble: reading this consumer's pending entries again before new ones");
+        }
+        self.recovering = Some(EntryId::ZERO);
+        self.recovered = 0;
+    }
+
+    /// The ids this consumer holds: handed out and not acknowledged (in
+    /// the loop's hands or waiting for a redelivery), read ahead, or
+    /// acknowledged but not sent yet. All are still pending in Redis, and
+    /// none may be handed out again by a re-read of the pending list or a
+    /// claim.
+    fn in_flight(&self) -> HashSet<EntryId> {
+        self.held
+            .values()
+            .map(|h| h.id)
+            .chain(self.ready.iter().map(|f| f.id))
+            .chain(self.acks.iter().copied())
+            .collect()
     }
 
     fn what(&self, command: &str) -> String {
@@ -313,6 +368,11 @@ impl RedisSubscription {
             }
             return Ok(Vec::new());
         };
+        // After a connection trouble the pending list holds the entries in
+        // hand too: they stay where they are.
+        let held = self.in_flight();
+        fresh.retain(|f| !held.contains(&f.id));
+        let trimmed: Vec<EntryId> = trimmed.into_iter().filter(|id| !held.contains(id)).collect();
         self.drop_trimmed(&trimmed, "pending list").await?;
         self.recovering = Some(last);
         self.recovered += fresh.len() as u64;
@@ -326,13 +386,7 @@ impl RedisSubscription {
     async fn claim(&mut self, room: usize, idle: Duration) -> Result<Vec<Fresh>, TransportError> {
         let mut got: Vec<Entry> = Vec::new();
         // Entries this consumer holds already (its refresh was late) stay where they are.
-        let mine: HashSet<EntryId> = self
-            .held
-            .values()
-            .map(|h| h.id)
-            .chain(self.ready.iter().map(|f| f.id))
-            .chain(self.acks.iter().copied())
-            .collect();
+        let mine = self.in_flight();
         for _ in 0..CLAIM_PAGES {
             let mut cmd = redis::cmd("XAUTOCLAIM");
             cmd.arg(&self.stream)
@@ -363,7 +417,7 @@ impl RedisSubscription {
             got.extend(entries);
             self.claim_cursor = claim.cursor;
             if claim.cursor == EntryId::ZERO {
-                self.next_claim = Instant::now() + self.claim_every;
+                self.next_claim = after(self.claim_every);
                 break;
             }
             if got.len() >= room {
@@ -595,6 +649,45 @@ impl RedisSubscription {
             self.lease_stale = false;
         }
     }
+
+    /// One `receive` (see the module documentation).
+    async fn receive_once(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, TransportError> {
+        let max = max.max(1);
+        self.batch = max;
+        let deadline = after(wait);
+        loop {
+            let due = self.due_count(Instant::now(), max);
+            let room = max - due;
+            let mut fresh = Vec::new();
+            if room > 0 {
+                if let Some(cursor) = self.recovering {
+                    fresh = self.recover(room, cursor).await?;
+                } else if let Some(idle) = self.claim_idle.filter(|_| Instant::now() >= self.next_claim) {
+                    fresh = self.claim(room, idle).await?;
+                }
+                if fresh.is_empty() && !self.ready.is_empty() {
+                    let n = room.min(self.ready.len());
+                    fresh = self.ready.drain(..n).collect();
+                }
+            }
+            if due == 0 && fresh.is_empty() && self.recovering.is_none() {
+                let mut until = deadline;
+                if let Some(d) = self.next_due() {
+                    until = until.min(d);
+                }
+                if self.claim_idle.is_some() {
+                    until = until.min(self.next_claim);
+                }
+                let block = until.saturating_duration_since(Instant::now());
+                fresh = self.read_new(max, block).await?;
+            }
+            let out = self.hand_out(max, fresh);
+            if !out.is_empty() || Instant::now() >= deadline {
+                self.renew_lease();
+                return Ok(out);
+            }
+        }
+    }
 }
 
 /// The entries of an `XREADGROUP` reply, each with `attempt`.
@@ -670,41 +763,9 @@ impl Subscription for RedisSubscription {
         if self.closed {
             return Err(closed_error());
         }
-        let max = max.max(1);
-        self.batch = max;
-        let deadline = Instant::now() + wait;
-        loop {
-            let due = self.due_count(Instant::now(), max);
-            let room = max - due;
-            let mut fresh = Vec::new();
-            if room > 0 {
-                if let Some(cursor) = self.recovering {
-                    fresh = self.recover(room, cursor).await?;
-                } else if let Some(idle) = self.claim_idle.filter(|_| Instant::now() >= self.next_claim) {
-                    fresh = self.claim(room, idle).await?;
-                }
-                if fresh.is_empty() && !self.ready.is_empty() {
-                    let n = room.min(self.ready.len());
-                    fresh = self.ready.drain(..n).collect();
-                }
-            }
-            if due == 0 && fresh.is_empty() && self.recovering.is_none() {
-                let mut until = deadline;
-                if let Some(d) = self.next_due() {
-                    until = until.min(d);
-                }
-                if self.claim_idle.is_some() {
-                    until = until.min(self.next_claim);
-                }
-                let block = until.saturating_duration_since(Instant::now());
-                fresh = self.read_new(max, block).await?;
-            }
-            let out = self.hand_out(max, fresh);
-            if !out.is_empty() || Instant::now() >= deadline {
-                self.renew_lease();
-                return Ok(out);
-            }
-        }
+        let result = self.receive_once(max, wait).await;
+        self.after_call(result.is_err());
+        result
     }
 
     async fn ack(&mut self, tag: DeliveryTag) -> Result<(), TransportError> {
@@ -727,7 +788,7 @@ impl Subscription for RedisSubscription {
         }
         if let Some(h) = self.held.get_mut(&tag) {
             if h.due.is_none() {
-                h.due = Some(Instant::now() + delay);
+                h.due = Some(after(delay));
                 self.delayed.insert(h.id, tag);
             }
         }
@@ -735,12 +796,18 @@ impl Subscription for RedisSubscription {
     }
 
     async fn flush_acks(&mut self) -> Result<(), TransportError> {
+        let mut result = Ok(());
         while !self.acks.is_empty() {
             let n = self.acks.len().min(ACK_CHUNK);
-            self.send_acks(n).await?;
+            if let Err(e) = self.send_acks(n).await {
+                result = Err(e);
+                break;
+            }
             self.acks.drain(..n);
         }
-        Ok(())
+        // The read-ahead piped with the acks may have been lost with its reply.
+        self.after_call(result.is_err());
+        result
     }
 
     async fn seek(&mut self, target: &SeekTarget) -> Result<(), TransportError> {
@@ -802,11 +869,11 @@ async fn refresh_held_entries(
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
-    let mut next_trim_check = Instant::now() + TRIM_CHECK;
+    let mut next_trim_check = after(TRIM_CHECK);
     loop {
         tick.tick().await;
         if Instant::now() >= next_trim_check {
-            next_trim_check = Instant::now() + TRIM_CHECK;
+            next_trim_check = after(TRIM_CHECK);
             trim_reported = check_trimmed(&conn, &stream, &group, trim_reported, true).await.0;
         }
         let ids: Vec<EntryId> = lock(&lease).clone();

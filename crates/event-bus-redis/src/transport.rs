@@ -13,6 +13,7 @@ use crate::reply;
 use crate::subscription::RedisSubscription;
 use crate::wire::{self, EntryId};
 use async_trait::async_trait;
+use openedx_events::bus::dead_letter::is_dead_letter;
 use openedx_events::bus::transport::{
     Capabilities, Delivery, DeliveryTag, OutgoingMessage, RawMessage, StartPosition, SubscribeRequest, Subscription,
     Transport, TransportError, TransportErrorKind,
@@ -106,12 +107,13 @@ impl RedisTransport {
         &self.inner.config
     }
 
-    /// `XADD <stream> MAXLEN ~ <n> * <fields>`: `fields` pairs, of about
-    /// `size` bytes, which `write` adds; sent in the next pipeline of the
-    /// publishing lanes.
+    /// `XADD <stream> MAXLEN ~ <n> * <fields>` (without `MAXLEN ~ <n>` when
+    /// not `trim`): `fields` pairs, of about `size` bytes, which `write`
+    /// adds; sent in the next pipeline of the publishing lanes.
     async fn xadd(
         &self,
         stream: &str,
+        trim: bool,
         fields: usize,
         size: usize,
         write: impl Fn(&mut Builder),
@@ -127,13 +129,19 @@ impl RedisTransport {
         let publisher = &self.inner.publisher;
         let mut maxlen = wire::Digits::default();
         let maxlen = maxlen.format(self.inner.config.stream_max_len);
+        let head: &[&[u8]] = if trim {
+            &[b"XADD", stream.as_bytes(), b"MAXLEN", b"~", maxlen, b"*"]
+        } else {
+            &[b"XADD", stream.as_bytes(), b"*"]
+        };
         let start = |b: &mut Builder| {
-            for a in [&b"XADD"[..], stream.as_bytes(), b"MAXLEN", b"~", maxlen, b"*"] {
+            for a in head {
                 b.arg(a);
             }
         };
         // The packed command: the arguments, each with `$<len>\r\n` and `\r\n`.
-        let (args, bytes) = (6 + 2 * fields, size + stream.len() + 32 + (6 + 2 * fields) * 8);
+        let args = head.len() + 2 * fields;
+        let bytes = size + stream.len() + 32 + args * 8;
         let mut cmd = publisher.builder(args, bytes);
         start(&mut cmd);
         write(&mut cmd);
@@ -186,7 +194,7 @@ impl Transport for RedisTransport {
         let m = &message.metadata;
         let size =
             message.body.len() + m.event_type.len() + m.source.len() + m.sourcehost.len() + 57 + 36 + 32 + 10 + 24;
-        self.xadd(&message.topic, 8, size, |cmd| {
+        self.xadd(&message.topic, true, 8, size, |cmd| {
             wire::visit_metadata_fields(&message.metadata, &mut |k, v| {
                 cmd.arg(k.as_bytes());
                 cmd.arg(v);
@@ -200,7 +208,9 @@ impl Transport for RedisTransport {
     async fn publish_raw(&self, message: &RawMessage) -> Result<String, TransportError> {
         let fields = wire::raw_entry_fields(message);
         let size = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
-        self.xadd(&message.topic, fields.len(), size, |cmd| {
+        // Dead letters are never trimmed: an operator deletes them.
+        let trim = !is_dead_letter(message);
+        self.xadd(&message.topic, trim, fields.len(), size, |cmd| {
             for (k, v) in &fields {
                 cmd.arg(k.as_bytes());
                 cmd.arg(v);

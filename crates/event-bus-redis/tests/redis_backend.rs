@@ -193,6 +193,46 @@ async fn xadd_writes_the_python_fields_in_order_and_trims() {
     assert!((10..300).contains(&len), "XLEN {len} after 300 XADD with MAXLEN ~ 10");
 }
 
+/// Dead letters are written without `MAXLEN`: with a tiny
+/// `EVENT_BUS_REDIS_STREAM_MAX_LEN`, 300 dead letters all stay, where 300
+/// raw messages without `dlq_reason` are trimmed.
+#[tokio::test]
+async fn dead_letters_are_never_trimmed() {
+    let url = redis_url();
+    let mut config = RedisConfig::new(&url).expect("url");
+    config.stream_max_len = 10;
+    let small: Arc<dyn Transport> = Arc::new(RedisTransport::connect(config).await.expect("connect"));
+    let (_s, stream) = Streams::new("dlq-maxlen");
+    let dlq = format!("{stream}-dlq");
+    let (_o, other) = Streams::new("raw-maxlen");
+    for i in 0..300 {
+        let mut letter = RawMessage {
+            topic: dlq.clone(),
+            key: None,
+            headers: vec![("type".into(), LOGIN.as_bytes().to_vec())],
+            value: format!("body {i}").into_bytes(),
+            timestamp: None,
+        };
+        let plain = RawMessage {
+            topic: other.clone(),
+            ..letter.clone()
+        };
+        letter.headers.extend([
+            ("dlq_reason".to_string(), b"undecodable".to_vec()),
+            ("dlq_error".to_string(), b"bad bytes".to_vec()),
+        ]);
+        small.publish_raw(&letter).await.expect("publish a dead letter");
+        small.publish_raw(&plain).await.expect("publish a raw message");
+    }
+    let len: i64 = redis_cmd(&url, redis::cmd("XLEN").arg(&dlq));
+    assert_eq!(len, 300, "every dead letter is still there");
+    let len: i64 = redis_cmd(&url, redis::cmd("XLEN").arg(&other));
+    assert!(len < 300, "other raw messages are trimmed as before (XLEN {len})");
+    let letters = small.browse(&dlq, None, 1000).await.expect("browse");
+    assert_eq!(letters.len(), 300);
+    assert_eq!(letters[0].raw.value, b"body 0", "the oldest dead letter too");
+}
+
 #[tokio::test]
 async fn raw_messages_keep_header_order_and_browse_reads_after_a_position() {
     let t: Arc<dyn Transport> = Arc::new(connect(&redis_url()).await);

@@ -167,11 +167,127 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// SIGKILL the server (no `SHUTDOWN`: whatever it had not written to its
+    /// append-only file is gone, and replies it had not sent are lost) and
+    /// wait for the process to end.
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start the server again (after [`RedisServer::kill`]) on the same port
+    /// and directory, and wait until it answers.
+    pub fn start_again(&self) -> Result<(), String> {
+        self.spawn()
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A TCP proxy in front of a server, controlled by the test: while
+/// [`Proxy::swallow_replies`] is on, what the server sends is read and
+/// dropped (commands still reach the server and run, their replies never
+/// arrive), the way a reply is lost when the server dies between running a
+/// command and answering it. A connection ends on both sides when either
+/// side closes it.
+pub struct Proxy {
+    port: u16,
+    swallow: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Listen on a free port and forward each connection to
+    /// `127.0.0.1:<target>`.
+    pub async fn start(target: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("proxy cannot listen: {e}"));
+        let port = listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let swallow = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = swallow.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                        return;
+                    };
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let up = async {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            match cr.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    if sw.write_all(&buf[..n]).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                    };
+                    let down = async {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            match sr.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(_) if flag.load(Ordering::SeqCst) => {}
+                                Ok(n) => {
+                                    if cw.write_all(&buf[..n]).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                    };
+                    // Either side closing ends both.
+                    tokio::select! {
+                        _ = up => {}
+                        _ = down => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, swallow, task }
+    }
+
+    /// The URL of the server through the proxy.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Drop (`true`) or forward (`false`) what the server sends from now on.
+    pub fn swallow_replies(&self, on: bool) {
+        self.swallow.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
