@@ -85,3 +85,50 @@ conformance_tests!(persistent, shared());
 conformance_tests!(replay, shared());
 conformance_tests!(seek_time, shared());
 conformance_tests!(restart, own_server());
+
+/// The fault cases against a redis-server of their own (append-only file,
+/// `appendfsync always`): the broker SIGKILLed and started again (down 1 s),
+/// and the network black-holed or cut through the fault proxy. No claim
+/// idle time is set, so an entry left in a consumer's pending list would
+/// wait for the default 5 minutes: the stall bound shows it never does.
+mod faults_case {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use event_bus_conformance::{conformance_tests, BackendUnderTest};
+    use openedx_events::bus::Transport;
+
+    use super::common::{connect, RedisServer};
+
+    struct Killed(RedisServer);
+
+    #[async_trait]
+    impl BackendUnderTest for Killed {
+        async fn transport(&self) -> Arc<dyn Transport> {
+            Arc::new(connect(&self.0.url()).await)
+        }
+
+        async fn restart_broker(&self) -> Result<(), String> {
+            self.0.kill();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            self.0.start_again()
+        }
+
+        fn broker_addr(&self) -> Option<SocketAddr> {
+            Some(SocketAddr::from(([127, 0, 0, 1], self.0.port())))
+        }
+
+        async fn transport_via(&self, addr: SocketAddr) -> Option<Arc<dyn Transport>> {
+            Some(Arc::new(connect(&format!("redis://{addr}/0")).await))
+        }
+    }
+
+    fn backend() -> Killed {
+        Killed(RedisServer::start())
+    }
+
+    conformance_tests!(faults, backend());
+    conformance_tests!(network_faults, backend());
+}
