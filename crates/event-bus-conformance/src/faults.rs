@@ -167,6 +167,13 @@ fn figures<'a>(case: &'a str, sent: &HashSet<Uuid>, h: &Handled, stall: Duration
     }
 }
 
+/// Run a consumer in a task of its own; stop it with the token.
+fn run_in_background(consumer: EventBusConsumer) -> (ConsumerTask, CancellationToken) {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    (tokio::spawn(async move { consumer.consume(t).await }), token)
+}
+
 type ConsumerTask = tokio::task::JoinHandle<Result<ConsumerStats, openedx_events::bus::ConsumerError>>;
 
 /// Check the consumer still runs, then stop it cleanly.
@@ -201,11 +208,7 @@ pub async fn consume_through_broker_restarts(b: &impl BackendUnderTest) {
     let sent = publish_many(&t, &topic, n).await;
     let (registry, handled) = recording_registry(Duration::from_millis(1));
     let consumer = EventBusConsumer::new(b.transport().await, registry, loop_options(b, &topic));
-    let token = CancellationToken::new();
-    let task = tokio::spawn({
-        let token = token.clone();
-        async move { consumer.consume(token).await }
-    });
+    let (task, token) = run_in_background(consumer);
     let mut stalls = Vec::new();
     for (k, at) in [(1, n / 3), (2, 2 * n / 3)] {
         wait_handled(&handled, at, b.patience() * 2, "before the restart").await;
@@ -286,11 +289,7 @@ pub async fn produce_through_broker_restart(b: &impl BackendUnderTest) {
     let mut o = loop_options(b, &topic);
     o.group = "faults-produce".into();
     let consumer = EventBusConsumer::new(b.transport().await, registry, o);
-    let token = CancellationToken::new();
-    let task = tokio::spawn({
-        let token = token.clone();
-        async move { consumer.consume(token).await }
-    });
+    let (task, token) = run_in_background(consumer);
     let deadline = Instant::now() + b.patience() * 2;
     while !confirmed.iter().all(|id| lock(&handled).times.contains_key(id)) {
         assert!(Instant::now() < deadline, "not every confirmed event arrived");
@@ -338,11 +337,7 @@ pub async fn blackhole_then_heal(b: &impl BackendUnderTest) {
     let sent = publish_many(&t, &topic, n).await;
     let (registry, handled) = recording_registry(Duration::from_millis(2));
     let consumer = EventBusConsumer::new(through.clone(), registry, loop_options(b, &topic));
-    let token = CancellationToken::new();
-    let task = tokio::spawn({
-        let token = token.clone();
-        async move { consumer.consume(token).await }
-    });
+    let (task, token) = run_in_background(consumer);
     wait_handled(&handled, n / 6, b.patience(), "before the black-hole").await;
     proxy.blackhole();
     let cut = Instant::now();
@@ -410,11 +405,7 @@ pub async fn connection_reset_mid_stream(b: &impl BackendUnderTest) {
     let sent = publish_many(&t, &topic, n).await;
     let (registry, handled) = recording_registry(Duration::from_millis(2));
     let consumer = EventBusConsumer::new(through, registry, loop_options(b, &topic));
-    let token = CancellationToken::new();
-    let task = tokio::spawn({
-        let token = token.clone();
-        async move { consumer.consume(token).await }
-    });
+    let (task, token) = run_in_background(consumer);
     let mut resets = Vec::new();
     for at in [n / 3, 2 * n / 3] {
         wait_handled(&handled, at, b.patience(), "before the reset").await;
