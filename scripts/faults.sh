@@ -26,7 +26,7 @@ run() {
 }
 run sqlite -p event-bus-sqlite --test conformance through_broker
 run sqlite-slow -p event-bus-sqlite --test conformance slow_receiver
-run redis -p event-bus-redis --test conformance restart::
+run redis -p event-bus-redis --test conformance faults_case::
 run kafka -p event-bus-kafka --test conformance restart_case::
 run pulsar -p event-bus-pulsar --test conformance restart::
 run killed-consumers -p event-bus-cli --test killed_consumers
