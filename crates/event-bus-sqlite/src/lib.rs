@@ -54,6 +54,8 @@
 //!   Indexes on `(topic, id)` and `(topic, created_at)`.
 //! - `topics (name, trimmed_through)`: every id of the topic up to
 //!   `trimmed_through` has been removed by the retention limits.
+//! - `dead_letter_topics (name)`: topics a dead letter (a message with the
+//!   `dlq_reason` header) was published to; retention never trims them.
 //! - `groups (topic, name, position, created_at)`: each consumer group's
 //!   position, the highest id it has taken from the log.
 //! - `deliveries (topic, grp, message_id, attempts, owner, visible_at)`:
@@ -108,7 +110,7 @@
 //! topic beyond the count limit or older than the age limit, in chunks of a
 //! few thousand rows. A group whose position falls below what is retained
 //! continues from the oldest retained message, with a warning that messages
-//! were lost.
+//! were lost. Topics that hold dead letters are never trimmed.
 
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]

@@ -134,6 +134,7 @@ pub struct SqliteOptions {
     /// be seen (another host, no `/proc`).
     pub lease: Duration,
     /// Keep at most this many messages per topic (`None`: no limit).
+    /// Neither limit applies to topics holding dead letters.
     pub max_messages_per_topic: Option<u64>,
     /// Remove messages older than this (`None`: keep forever).
     pub retention: Option<Duration>,

@@ -9,7 +9,9 @@ use crate::error::{Context, StoreError};
 use crate::options::SqliteOptions;
 
 /// The schema version kept in `PRAGMA user_version`.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+/// Version 2 added `dead_letter_topics`; every statement of [`SCHEMA`] is
+/// `IF NOT EXISTS`, so a version-1 file is upgraded by running it again.
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
@@ -25,6 +27,9 @@ CREATE INDEX IF NOT EXISTS messages_by_time ON messages (topic, created_at);
 CREATE TABLE IF NOT EXISTS topics (
     name TEXT PRIMARY KEY,
     trimmed_through INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dead_letter_topics (
+    name TEXT PRIMARY KEY
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS groups (
     topic TEXT NOT NULL,

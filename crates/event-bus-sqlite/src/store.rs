@@ -133,6 +133,12 @@ pub(crate) fn publish(conn: &mut Connection, raw: &RawMessage) -> Result<i64, St
         tx.prepare_cached("INSERT OR IGNORE INTO topics (name) VALUES (?1)")
             .and_then(|mut s| s.execute([&raw.topic]))
             .context(what)?;
+        if openedx_events::bus::dead_letter::is_dead_letter(raw) {
+            // A topic that holds dead letters is exempt from retention.
+            tx.prepare_cached("INSERT OR IGNORE INTO dead_letter_topics (name) VALUES (?1)")
+                .and_then(|mut s| s.execute([&raw.topic]))
+                .context(what)?;
+        }
         tx.prepare_cached("INSERT INTO messages (topic, key, headers, value, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
             .and_then(|mut s| s.execute(params![raw.topic, raw.key, encoded, raw.value, now_micros()]))
             .context(what)?;
@@ -626,7 +632,11 @@ pub(crate) fn trim(conn: &mut Connection, options: &SqliteOptions) -> Result<Tri
     let what = || "applying the retention limits".to_string();
     let now = now_micros();
     let topics: Vec<(String, i64)> = conn
-        .prepare("SELECT name, trimmed_through FROM topics")
+        // Dead letters are never removed: they wait for someone to look.
+        .prepare(
+            "SELECT name, trimmed_through FROM topics
+             WHERE name NOT IN (SELECT name FROM dead_letter_topics)",
+        )
         .and_then(|mut s| {
             s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<Vec<_>, _>>()

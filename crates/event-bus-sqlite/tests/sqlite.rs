@@ -456,6 +456,47 @@ async fn retention_by_count_and_age_and_a_group_left_behind() {
     fresh.close().await.unwrap();
 }
 
+/// Dead letters wait for someone to look at them: neither the count limit
+/// nor the age limit removes them, while the other topics are trimmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_never_removes_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = SqliteTransport::open(
+        dir.path().join("bus.db"),
+        SqliteOptions {
+            max_messages_per_topic: Some(3),
+            retention: Some(Duration::from_millis(200)),
+            trim_every_publishes: u64::MAX,
+            trim_interval: Duration::from_secs(3600),
+            ..options()
+        },
+    )
+    .unwrap();
+    publish_numbers(&t, "t", 0..10).await;
+    for n in 0..10 {
+        let mut m = message("t-dlq", n);
+        m.headers.push((
+            openedx_events::bus::dead_letter::DLQ_REASON.into(),
+            b"unknown_event_type".to_vec(),
+        ));
+        t.publish_raw(&m).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publish_numbers(&t, "t", 10..11).await;
+    let report = t.trim().await.unwrap();
+    assert_eq!(
+        report.topics,
+        vec!["t".to_string()],
+        "only the ordinary topic is trimmed"
+    );
+    assert_eq!(numbers(&t.browse("t", None, 100).await.unwrap()), vec![10]);
+    assert_eq!(
+        numbers(&t.browse("t-dlq", None, 100).await.unwrap()),
+        (0..10).collect::<Vec<_>>(),
+        "every dead letter kept"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishers_trim_by_themselves_every_n_publishes() {
     let dir = tempfile::tempdir().unwrap();
@@ -693,6 +734,30 @@ async fn opening_refuses_what_it_cannot_use() {
     sql(&newer).pragma_update(None, "user_version", 99).unwrap();
     let e = SqliteTransport::open(&newer, options()).unwrap_err();
     assert!(e.to_string().contains("schema version 99"), "{e}");
+}
+
+/// A file written by schema version 1 (no `dead_letter_topics`) is upgraded
+/// in place when opened, and keeps its messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_file_is_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    let t = open(&path);
+    publish_numbers(&t, "t", 0..2).await;
+    drop(t);
+    let conn = sql(&path);
+    conn.execute_batch("DROP TABLE dead_letter_topics").unwrap();
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    drop(conn);
+    let t = open(&path);
+    let mut m = message("t-dlq", 7);
+    m.headers
+        .push((openedx_events::bus::dead_letter::DLQ_REASON.into(), b"x".to_vec()));
+    t.publish_raw(&m).await.unwrap();
+    assert_eq!(numbers(&t.browse("t", None, 10).await.unwrap()), vec![0, 1]);
+    assert_eq!(numbers(&t.browse("t-dlq", None, 10).await.unwrap()), vec![7]);
+    let version: i64 = sql(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
