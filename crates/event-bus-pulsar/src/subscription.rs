@@ -151,9 +151,11 @@ pub struct PulsarSubscription {
     start: StartPosition,
     consumer: Option<PulsarConsumer>,
     /// Messages taken from pulsar-rs and not yet delivered. `receive` takes
-    /// no more than `receive_bound`; calls that need pulsar-rs's engine to
-    /// answer still empty its channel (the engine stops while it is full),
-    /// so this is not bounded yet.
+    /// no more than `receive_bound`, so a slow consumer on a backlog holds
+    /// at most that many here (the rest waits in pulsar-rs's bounded
+    /// channel and, through flow control, at the broker). The calls that
+    /// need the engine to answer (the last message id for a seek, close)
+    /// empty the channel first, adding at most one channel's worth per try.
     buffer: VecDeque<pulsar::consumer::Message<Vec<u8>>>,
     /// The largest batch `receive` was asked for.
     batch_hint: usize,

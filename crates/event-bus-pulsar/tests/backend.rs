@@ -447,3 +447,36 @@ async fn a_broker_gone_mid_way_never_hangs_the_caller() {
         started.elapsed()
     );
 }
+
+/// A slow consumer on a backlog holds a bounded number of messages: what
+/// `receive` takes from pulsar-rs ahead of the loop never exceeds twice the
+/// batch asked for or the receiver queue size, however long the backlog,
+/// and acking as it goes does not make it grow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_on_a_backlog_buffers_a_bounded_number() {
+    let broker = TestBroker::shared();
+    let mut settings = broker.settings();
+    settings.set("EVENT_BUS_PULSAR_RECEIVER_QUEUE_SIZE", 100);
+    let t = broker.transport_with(settings).await;
+    let name = topic("backlog");
+    let mut sub = t.subscribe_pulsar(&request(&name, "slow")).await.unwrap();
+    publish(t.as_ref(), &name, 0..3000).await;
+    let mut seen = 0;
+    let mut most_buffered = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen < 600 && Instant::now() < deadline {
+        let got = sub.receive(5, Duration::from_millis(200)).await.expect("receive");
+        for d in &got {
+            sub.ack(d.tag).await.expect("ack");
+        }
+        seen += got.len();
+        most_buffered = most_buffered.max(sub.buffered());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(seen >= 600, "the slow consumer made progress: {seen}");
+    assert!(
+        most_buffered <= 100,
+        "at most the receiver queue size (100) is buffered ahead of the loop, saw {most_buffered}"
+    );
+    sub.close().await.unwrap();
+}
