@@ -23,7 +23,7 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// How to reach Redis and how to write streams.
 ///
 /// The URL is kept private: [`fmt::Debug`] and [`RedisConfig::masked_url`]
-/// show it with the password replaced by `***`.
+/// show it with the password masked.
 ///
 /// ```
 /// use std::time::Duration;
@@ -35,7 +35,7 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// let c = RedisConfig::from_settings(&s).unwrap();
 /// assert_eq!(c.stream_max_len, 500);
 /// assert_eq!(c.command_timeout, Duration::from_secs(5));
-/// assert_eq!(c.masked_url(), "redis://app:***@localhost:6379/2");
+/// assert_eq!(c.masked_url(), "redis://app:********@localhost:6379/2");
 /// assert!(!format!("{c:?}").contains("s3cret"));
 ///
 /// let e = RedisConfig::from_settings(&Settings::new()).unwrap_err();
@@ -86,10 +86,12 @@ impl RedisConfig {
             let secret = Secret::from_url(trimmed);
             return Err(ConfigError::new(
                 CONNECTION_URL,
-                secret.scrub(format!(
-                    "invalid Redis URL {}: {e} (expected redis://[user[:password]@]host[:port][/db] or rediss://...)",
-                    mask_url(trimmed)
-                )),
+                secret
+                    .scrub(&format!(
+                        "invalid Redis URL {}: {e} (expected redis://[user[:password]@]host[:port][/db] or rediss://...)",
+                        mask_url(trimmed)
+                    ))
+                    .into_owned(),
             ));
         }
         Ok(RedisConfig {
@@ -121,7 +123,7 @@ impl RedisConfig {
         Ok(config)
     }
 
-    /// The URL with its password replaced by `***` (for logs and errors).
+    /// The URL with its password masked (for logs and errors).
     pub fn masked_url(&self) -> String {
         mask_url(&self.url)
     }
@@ -135,102 +137,22 @@ impl RedisConfig {
     }
 }
 
-/// `url` with the password (and a lone user-info part, which some clients
-/// read as a password) replaced by `***`, and a `password=` query parameter
-/// masked too.
+/// The credentials of a Redis URL, scrubbed from any text before it is
+/// logged or returned: the core's redactor (one masking style for every
+/// backend).
+pub(crate) use openedx_events::config::secret::Redactor as Secret;
+
+/// `url` with its password (and a lone user-info part, which some clients
+/// read as a password, and a `password=` query parameter) masked: the core's
+/// [`redact_url`](openedx_events::config::secret::redact_url).
 ///
 /// ```
 /// use event_bus_redis::config::mask_url;
-/// assert_eq!(mask_url("redis://u:p@h:6379/0"), "redis://u:***@h:6379/0");
-/// assert_eq!(mask_url("rediss://:p@h"), "rediss://:***@h");
-/// assert_eq!(mask_url("redis://p@h"), "redis://***@h");
-/// assert_eq!(mask_url("redis://h:6379/0"), "redis://h:6379/0");
-/// assert_eq!(mask_url("redis://h/0?password=p&protocol=resp3"), "redis://h/0?password=***&protocol=resp3");
+/// assert_eq!(mask_url("redis://u:p@h:6379/0"), "redis://u:********@h:6379/0");
+/// assert_eq!(mask_url("redis://h/0?password=p&protocol=resp3"), "redis://h/0?password=********&protocol=resp3");
 /// ```
 pub fn mask_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return "***".to_string();
-    };
-    let rest_start = scheme_end + 3;
-    let rest = &url[rest_start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let mut out = url[..rest_start].to_string();
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            match userinfo.split_once(':') {
-                Some((user, _)) => {
-                    out.push_str(user);
-                    out.push_str(":***");
-                }
-                None => out.push_str("***"),
-            }
-            out.push('@');
-            out.push_str(host);
-        }
-        None => out.push_str(authority),
-    }
-    let tail = &rest[authority_end..];
-    match tail.split_once('?') {
-        Some((path, query)) => {
-            out.push_str(path);
-            out.push('?');
-            let (query, fragment) = match query.split_once('#') {
-                Some((q, f)) => (q, Some(f)),
-                None => (query, None),
-            };
-            let masked: Vec<String> = query
-                .split('&')
-                .map(|kv| match kv.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                    _ => kv.to_string(),
-                })
-                .collect();
-            out.push_str(&masked.join("&"));
-            if let Some(f) = fragment {
-                out.push('#');
-                out.push_str(f);
-            }
-        }
-        None => out.push_str(tail),
-    }
-    out
-}
-
-/// The password of a URL, to scrub from any text before it is logged or
-/// returned.
-#[derive(Clone, Default)]
-pub(crate) struct Secret(Option<String>);
-
-impl Secret {
-    pub(crate) fn from_url(url: &str) -> Self {
-        let Some(scheme_end) = url.find("://") else {
-            return Secret(None);
-        };
-        let rest = &url[scheme_end + 3..];
-        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-        let from_userinfo = authority
-            .rsplit_once('@')
-            .map(|(userinfo, _)| match userinfo.split_once(':') {
-                Some((_, password)) => password.to_string(),
-                None => userinfo.to_string(),
-            });
-        let from_query = rest.split_once('?').and_then(|(_, q)| {
-            q.split(['&', '#'])
-                .filter_map(|kv| kv.split_once('='))
-                .find(|(k, _)| k.eq_ignore_ascii_case("password"))
-                .map(|(_, v)| v.to_string())
-        });
-        Secret(from_userinfo.or(from_query).filter(|p| !p.is_empty()))
-    }
-
-    /// `text` with every occurrence of the password replaced by `***`.
-    pub(crate) fn scrub(&self, text: String) -> String {
-        match &self.0 {
-            Some(p) if text.contains(p.as_str()) => text.replace(p.as_str(), "***"),
-            _ => text,
-        }
-    }
+    openedx_events::config::secret::redact_url(url)
 }
 
 #[cfg(test)]
@@ -265,15 +187,15 @@ mod tests {
     #[test]
     fn secrets_are_scrubbed() {
         let s = Secret::from_url("rediss://user:pa55word@host:6380/1");
-        assert_eq!(s.scrub("auth pa55word failed".into()), "auth *** failed");
+        assert_eq!(s.scrub("auth pa55word failed"), "auth ******** failed");
         let s = Secret::from_url("redis://host/0?password=qwerty");
-        assert_eq!(s.scrub("qwerty".into()), "***");
+        assert_eq!(s.scrub("qwerty"), "********");
         let s = Secret::from_url("redis://host/0");
-        assert_eq!(s.scrub("nothing".into()), "nothing");
-        assert_eq!(mask_url("not a url with pw"), "***");
+        assert_eq!(s.scrub("nothing"), "nothing");
+        assert_eq!(mask_url("not a url with pw"), "********");
         assert_eq!(
-            mask_url("redis://u:p@h/0?a=b#insecure"),
-            "redis://u:***@h/0?a=b#insecure"
+            mask_url("redis://u:p/w@h/0?a=b#insecure"),
+            "redis://u:********@h/0?a=b#insecure"
         );
     }
 }

@@ -193,7 +193,7 @@ pub(crate) fn from_redis(what: &str, e: &RedisError, secret: &Secret) -> Transpo
         TransportErrorKind::Fatal => " (check the user and password of EVENT_BUS_REDIS_CONNECTION_URL)",
         _ => "",
     };
-    TransportError::new(kind, secret.scrub(prefixed(what, format!("{e}{hint}"))))
+    TransportError::new(kind, secret.scrub(&prefixed(what, format!("{e}{hint}"))).into_owned())
 }
 
 /// `what: message`, or the message alone when `what` is empty.

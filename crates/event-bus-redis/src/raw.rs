@@ -195,7 +195,8 @@ impl RawConn {
             Failure(
                 TransportError::connection(
                     self.secret
-                        .scrub(prefixed(what, format!("cannot connect to {target}: {e}"))),
+                        .scrub(&prefixed(what, format!("cannot connect to {target}: {e}")))
+                        .into_owned(),
                 ),
                 false,
             )
@@ -326,7 +327,7 @@ fn io_failure(what: &str, e: &std::io::Error, secret: &Secret) -> Failure {
         TransportErrorKind::Connection
     };
     Failure(
-        TransportError::new(kind, secret.scrub(prefixed(what, e.to_string()))),
+        TransportError::new(kind, secret.scrub(&prefixed(what, e.to_string())).into_owned()),
         !protocol,
     )
 }
@@ -345,7 +346,10 @@ pub(crate) fn server_error(what: &str, text: &[u8], secret: &Secret) -> Transpor
         TransportErrorKind::Fatal => " (check the user and password of EVENT_BUS_REDIS_CONNECTION_URL)",
         _ => "",
     };
-    TransportError::new(kind, secret.scrub(prefixed(what, format!("{text}{hint}"))))
+    TransportError::new(
+        kind,
+        secret.scrub(&prefixed(what, format!("{text}{hint}"))).into_owned(),
+    )
 }
 
 #[cfg(test)]
