@@ -83,7 +83,7 @@ impl RedisConfig {
             ));
         }
         if let Err(e) = redis::Client::open(trimmed) {
-            let secret = Secret::from_url(trimmed);
+            let secret = Redactor::from_url(trimmed);
             return Err(ConfigError::new(
                 CONNECTION_URL,
                 secret
@@ -132,15 +132,15 @@ impl RedisConfig {
         &self.url
     }
 
-    pub(crate) fn secret(&self) -> Secret {
-        Secret::from_url(&self.url)
+    pub(crate) fn redactor(&self) -> Redactor {
+        Redactor::from_url(&self.url)
     }
 }
 
 /// The credentials of a Redis URL, scrubbed from any text before it is
 /// logged or returned: the core's redactor (one masking style for every
 /// backend).
-pub(crate) use openedx_events::config::secret::Redactor as Secret;
+pub(crate) use openedx_events::config::secret::Redactor;
 
 /// `url` with its password (and a lone user-info part, which some clients
 /// read as a password, and a `password=` query parameter) masked: the core's
@@ -186,11 +186,11 @@ mod tests {
 
     #[test]
     fn secrets_are_scrubbed() {
-        let s = Secret::from_url("rediss://user:pa55word@host:6380/1");
+        let s = Redactor::from_url("rediss://user:pa55word@host:6380/1");
         assert_eq!(s.scrub("auth pa55word failed"), "auth ******** failed");
-        let s = Secret::from_url("redis://host/0?password=qwerty");
+        let s = Redactor::from_url("redis://host/0?password=qwerty");
         assert_eq!(s.scrub("qwerty"), "********");
-        let s = Secret::from_url("redis://host/0");
+        let s = Redactor::from_url("redis://host/0");
         assert_eq!(s.scrub("nothing"), "nothing");
         assert_eq!(mask_url("not a url with pw"), "********");
         assert_eq!(

@@ -9,7 +9,7 @@ use openedx_events::bus::transport::{TransportError, TransportErrorKind};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisError, ServerErrorKind, Value};
 
-use crate::config::{RedisConfig, Secret};
+use crate::config::{Redactor, RedisConfig};
 
 /// A reconnecting connection (`ConnectionManager`: reconnects with backoff
 /// after a dropped connection) whose every call is bounded in time.
@@ -17,7 +17,7 @@ use crate::config::{RedisConfig, Secret};
 pub(crate) struct Conn {
     manager: ConnectionManager,
     timeout: Duration,
-    secret: Secret,
+    secret: Redactor,
     /// Calls that ended with a dropped connection or a timeout, on any clone
     /// (see [`Conn::troubles`]).
     troubles: Arc<AtomicU64>,
@@ -46,7 +46,7 @@ impl Conn {
             .set_response_timeout(response_timeout)
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
-        let secret = config.secret();
+        let secret = config.redactor();
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
             .map_err(|e| from_redis("cannot set up a Redis connection", &e, &secret))?;
         Ok(Conn {
@@ -168,7 +168,7 @@ impl Conn {
 /// failures are fatal, a bad URL is a configuration error, I/O failures and
 /// a server that is loading or failing over are connection errors (retried
 /// later), other server errors are rejections.
-pub(crate) fn from_redis(what: &str, e: &RedisError, secret: &Secret) -> TransportError {
+pub(crate) fn from_redis(what: &str, e: &RedisError, secret: &Redactor) -> TransportError {
     use redis::ErrorKind as K;
     let code = e.code().unwrap_or_default();
     let kind = if matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM") || e.kind() == K::AuthenticationFailed {

@@ -19,7 +19,7 @@ use redis::ConnectionAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::config::{RedisConfig, Secret};
+use crate::config::{Redactor, RedisConfig};
 use crate::conn::prefixed;
 use crate::resp::Frame;
 use crate::wire::Digits;
@@ -35,7 +35,7 @@ pub(crate) struct RawConn {
     password: Option<String>,
     db: i64,
     connect_timeout: Duration,
-    secret: Secret,
+    secret: Redactor,
     io: Option<Io>,
     /// Attempts that failed (see [`RawConn::troubles`]).
     troubles: u64,
@@ -70,7 +70,7 @@ impl RawConn {
             password: settings.password().map(str::to_string),
             db: settings.db(),
             connect_timeout: config.command_timeout,
-            secret: config.secret(),
+            secret: config.redactor(),
             io: None,
             troubles: 0,
         })
@@ -127,7 +127,7 @@ impl RawConn {
     }
 
     /// What to scrub from errors.
-    pub(crate) fn secret(&self) -> &Secret {
+    pub(crate) fn secret(&self) -> &Redactor {
         &self.secret
     }
 
@@ -319,7 +319,7 @@ impl Packer {
     }
 }
 
-fn io_failure(what: &str, e: &std::io::Error, secret: &Secret) -> Failure {
+fn io_failure(what: &str, e: &std::io::Error, secret: &Redactor) -> Failure {
     let protocol = e.kind() == std::io::ErrorKind::InvalidData;
     let kind = if protocol {
         TransportErrorKind::Other
@@ -334,7 +334,7 @@ fn io_failure(what: &str, e: &std::io::Error, secret: &Secret) -> Failure {
 
 /// An error reply (`-CODE message`) as a transport error, classified as
 /// the `redis` crate's errors are (see [`crate::conn::from_redis`]).
-pub(crate) fn server_error(what: &str, text: &[u8], secret: &Secret) -> TransportError {
+pub(crate) fn server_error(what: &str, text: &[u8], secret: &Redactor) -> TransportError {
     let text = String::from_utf8_lossy(text);
     let code = text.split_whitespace().next().unwrap_or_default();
     let kind = match code {
@@ -358,7 +358,7 @@ mod tests {
 
     #[test]
     fn server_errors_are_classified() {
-        let secret = Secret::from_url("redis://u:hunter2@h/0");
+        let secret = Redactor::from_url("redis://u:hunter2@h/0");
         let e = server_error("XREADGROUP s g c", b"NOGROUP No such key 's'", &secret);
         assert_eq!(e.kind, TransportErrorKind::Rejected);
         assert!(crate::transport::is_nogroup(&e), "{e}");

@@ -71,7 +71,7 @@ impl RedisTransport {
     /// timeout), a refused login a fatal error, a bad URL a configuration
     /// error; none shows the password.
     pub async fn connect(config: RedisConfig) -> Result<Self, TransportError> {
-        let secret = config.secret();
+        let secret = config.redactor();
         if config.url().starts_with("rediss") {
             // rustls needs a process-wide crypto provider; install ring's
             // unless the application installed one (or several features of
