@@ -871,3 +871,98 @@ async fn entries_read_ahead_are_not_lost_when_the_consumer_stops() {
     assert_eq!(pending_count(&stream, "g"), 0);
     again.close().await.expect("close");
 }
+
+/// Entries written with Redis's own client by a producer that is not ours:
+/// a missing `type`, an unknown type, Avro that does not decode, an id that
+/// is not a UUID and a `time` with a multi-byte character in its offset
+/// (once a panic in every consumer). Each is dead-lettered with its reason
+/// by the core loop, the good events around them are handled, and nothing
+/// stays pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_entries_written_with_xadd_are_dead_lettered_and_the_stream_goes_on() {
+    use openedx_events::bus::dead_letter::DLQ_REASON;
+    use openedx_events::bus::{ConsumerOptions, EventBusConsumer};
+    use openedx_events::signal::Registry;
+    use std::sync::Mutex;
+
+    let url = redis_url();
+    let t: Arc<dyn Transport> = Arc::new(connect(&url).await);
+    let stream = unique("xadd-poison");
+    let _s = Streams(vec![stream.clone(), format!("{stream}-dlq")]);
+    let good1 = publish_n(&t, &stream, 1).await;
+    // The fields of a good entry, as the producer wrote them.
+    let range: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> =
+        redis_cmd(&url, redis::cmd("XRANGE").arg(&stream).arg("-").arg("+"));
+    let good_fields = range[0].1.clone();
+    let with = |name: &[u8], value: Option<&[u8]>| -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut f: Vec<(Vec<u8>, Vec<u8>)> = good_fields.iter().filter(|(k, _)| k != name).cloned().collect();
+        if let Some(v) = value {
+            f.push((name.to_vec(), v.to_vec()));
+        }
+        f
+    };
+    let poisons = [
+        (with(b"type", None), "unusable_message"),
+        (
+            with(b"type", Some(b"org.openedx.learning.never.registered.v1")),
+            "unknown_event_type",
+        ),
+        (
+            with(b"event_data", Some(b"\x02\xff\xff\xff\xff\xff\xff")),
+            "undecodable",
+        ),
+        (with(b"id", Some(b"not-a-uuid")), "unusable_message"),
+        (
+            with(b"time", Some("2024-05-06T00:00:00+1\u{e9}1".as_bytes())),
+            "unusable_message",
+        ),
+    ];
+    for (fields, _) in &poisons {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&stream).arg("*");
+        for (k, v) in fields {
+            cmd.arg(k.as_slice()).arg(v.as_slice());
+        }
+        let _: String = redis_cmd(&url, &cmd);
+    }
+    let good2 = publish_n(&t, &stream, 1).await;
+
+    let registry = Arc::new(Registry::with_catalog());
+    let handled: Arc<Mutex<Vec<Uuid>>> = Arc::default();
+    let h = handled.clone();
+    registry.get(LOGIN).expect("login").connect("record", move |e| {
+        h.lock().map_err(|_| "poisoned")?.push(e.metadata.id);
+        Ok(())
+    });
+    let mut options = ConsumerOptions::new(&stream, "g");
+    options.poll_timeout = Duration::from_millis(100);
+    options.limit = Some(2 + poisons.len() as u64);
+    let consumer = EventBusConsumer::new(t.clone(), registry, options);
+    let stats = tokio::time::timeout(
+        Duration::from_secs(30),
+        consumer.consume(tokio_util::sync::CancellationToken::new()),
+    )
+    .await
+    .expect("the consumer handles the 7 entries within 30 s")
+    .expect("the consumer keeps running");
+    assert_eq!((stats.processed, stats.dead_lettered), (2, 5), "{stats:?}");
+    assert_eq!(*handled.lock().expect("handled"), vec![good1[0], good2[0]]);
+    assert_eq!(pending_count(&stream, "g"), 0, "every entry was acknowledged");
+
+    let letters: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> = redis_cmd(
+        &url,
+        redis::cmd("XRANGE").arg(format!("{stream}-dlq")).arg("-").arg("+"),
+    );
+    let reasons: Vec<String> = letters
+        .iter()
+        .map(|(_, fields)| {
+            fields
+                .iter()
+                .find(|(k, _)| k.as_slice() == DLQ_REASON.as_bytes())
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    let want: Vec<&str> = poisons.iter().map(|(_, r)| *r).collect();
+    assert_eq!(reasons, want, "each poison is dead-lettered, in order, with its reason");
+}
