@@ -18,6 +18,11 @@ PINS=(
   "pulsar-client==3.13.0"
   "fastavro"
   "Django>=4.2,<6.1"
+  # The Python package of this workspace: its build tool and its tests.
+  "maturin>=1.7,<2"
+  "pytest>=8"
+  "pytest-django>=4.9"
+  "psycopg[binary]>=3.1"
 )
 EXTRA_NO_DEPS=("pulsar-lite==0.2.0")
 
