@@ -52,7 +52,8 @@ class Service:
             stdout=self.log, stderr=subprocess.STDOUT, text=True)
 
     def output(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return Path(self.log_path).read_text(encoding="utf-8")
 
     def stop(self, timeout=30):
@@ -99,7 +100,14 @@ def wait_for_lines(path, n, service=None, patience=90):
 
 
 def by_id(records):
-    return {r["metadata"]["id"]: r for r in records}
+    """Records by event id, each as (event type, data, metadata)."""
+    return {r["metadata"]["id"]: (r["event_type"], r["data"], r["metadata"]) for r in records}
+
+
+def expected_by_id(sent):
+    """What the receivers must get for what was sent: the data as openedx-events' own
+    round trip gives it back (see send_samples)."""
+    return {r["metadata"]["id"]: (r["event_type"], r["expected"], r["metadata"]) for r in sent}
 
 
 @pytest.fixture

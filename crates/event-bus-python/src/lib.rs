@@ -80,5 +80,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SendError", m.py().get_type::<SendError>())?;
     m.add("BusError", m.py().get_type::<BusError>())?;
     m.add("BACKENDS", bus::backends().names())?;
+    m.add(
+        "KNOWN_UNSERIALIZABLE",
+        openedx_events::catalog::KNOWN_UNSERIALIZABLE.to_vec(),
+    )?;
     Ok(())
 }

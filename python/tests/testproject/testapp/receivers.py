@@ -8,7 +8,10 @@ backend's process id.
 import json
 import os
 
-from openedx_events.event_bus.avro.serializer import AvroSignalSerializer
+from datetime import datetime
+from uuid import UUID
+
+import attr
 
 
 class Refused(Exception):
@@ -18,8 +21,27 @@ class Refused(Exception):
 def as_record(signal, kwargs, metadata):
     data = {k: v for k, v in kwargs.items() if k in signal.init_data}
     return {"event_type": signal.event_type,
-            "data": json.loads(json.dumps(AvroSignalSerializer(signal).to_dict(data), default=repr)),
+            "data": plain(data),
             "metadata": json.loads(metadata.to_json())}
+
+
+def plain(v):
+    """A value as JSON-able data that tells its type: attrs classes by name, bytes in hex."""
+    if attr.has(type(v)):
+        return {"__class__": type(v).__name__, **{a.name: plain(getattr(v, a.name)) for a in attr.fields(type(v))}}
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    if isinstance(v, bytes):
+        return {"bytes": v.hex()}
+    if isinstance(v, datetime):
+        return {"datetime": v.isoformat()}
+    if isinstance(v, UUID):
+        return {"uuid": str(v)}
+    if isinstance(v, (bool, int, float, str)) or v is None:
+        return v
+    return {type(v).__name__: str(v)}
 
 
 def record(sender, signal, metadata=None, from_event_bus=False, **kwargs):  # pylint: disable=unused-argument
