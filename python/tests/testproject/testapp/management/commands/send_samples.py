@@ -32,6 +32,15 @@ def openedx_round_trip(signal, data):
         return AvroSignalDeserializer(signal).from_dict(avro_dict(data))
 
 
+def python_serializable(signal, data):
+    """Whether openedx-events' own serializer (the Python peers' producers) can encode it."""
+    try:
+        serialize_event_data_to_bytes(data, signal)
+        return True
+    except Exception:  # pylint: disable=broad-except
+        return False
+
+
 def avro_dict(v):
     """The Avro dict form of a value (what fastavro decodes): attrs as dicts, custom types as text."""
     if attr.has(type(v)):
@@ -79,6 +88,7 @@ class Command(BaseCommand):
                                   event_key_field=None, event_data=data, event_metadata=metadata)
                     line = receivers.as_record(signal, data, metadata)
                     line["expected"] = receivers.plain(openedx_round_trip(signal, data))
+                    line["python_serializable"] = python_serializable(signal, data)
                     out.write(json.dumps(line) + "\n")
                     sent += 1
         if hasattr(producer, "prepare_for_shutdown"):
