@@ -18,7 +18,9 @@ from openedx_event_bus._core import BACKENDS, Bus, ConfigError
 # Settings that belong to openedx-events, not to the bus: the loaders of the
 # producer and consumer classes, and the producer configuration, which
 # openedx-events' own auto-producing receiver reads.
-_NOT_OURS = {"EVENT_BUS_PRODUCER", "EVENT_BUS_CONSUMER", "EVENT_BUS_PRODUCER_CONFIG"}
+# The package's own settings are read by the package.
+_NOT_OURS = {"EVENT_BUS_PRODUCER", "EVENT_BUS_CONSUMER", "EVENT_BUS_PRODUCER_CONFIG",
+             "EVENT_BUS_PRODUCER_SEND_TIMEOUT", "EVENT_BUS_PRODUCER_FLUSH_TIMEOUT"}
 
 _lock = threading.Lock()
 _bus = None
