@@ -137,6 +137,8 @@ impl Bus {
     /// Returns the position the broker gave (or None). Raises `SendError`
     /// with the event data as JSON when it was not sent.
     #[pyo3(signature = (event_type, topic, event_key_field, event_data, metadata_json, timeout))]
+    // The arguments of the Python call, one by one.
+    #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
         py: Python<'_>,

@@ -110,6 +110,8 @@ impl Bus {
     /// message. `extra_json` holds the backend's options (`--extra`).
     /// Returns the counts as a dict.
     #[pyo3(signature = (topic, group, extra_json, dispatch, prepare, limit=None))]
+    // The arguments of the Python call, one by one.
+    #[allow(clippy::too_many_arguments)]
     fn consume<'py>(
         &self,
         py: Python<'py>,
