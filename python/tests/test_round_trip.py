@@ -8,6 +8,8 @@ stops the consumer cleanly.
 """
 import pytest
 
+from brokers import Registry, Tansu
+
 from conftest import REDIS_URL, Service, by_id, expected_by_id, manage, read_lines, unique, wait_for_lines
 
 OURS = {
@@ -18,7 +20,20 @@ OURS = {
 }
 
 
-def backend_settings(name, tmp_path):
+@pytest.fixture(scope="module")
+def kafka():
+    broker, registry = Tansu(), Registry()
+    yield broker, registry
+    broker.stop()
+    registry.stop()
+
+
+def backend_settings(name, tmp_path, request, topic):
+    if name == "kafka":
+        broker, registry = request.getfixturevalue("kafka")
+        broker.create_topics(topic, f"{topic}-dlq")
+        return {"EVENT_BUS_BACKEND": "kafka", "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+                "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL": registry.url}
     if name == "sqlite":
         return {"EVENT_BUS_BACKEND": "sqlite", "EVENT_BUS_SQLITE_PATH": str(tmp_path / "bus.db")}
     if name == "redis":
@@ -42,12 +57,15 @@ def round_trip(settings, tmp_path, topic, per_type=2):
     return sent, got, consumer.output()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_every_signal_round_trips(backend, tmp_path, redis_client):
+# Pulsar is not here yet: on pulsar-lite, the consumer inside a Django process fails to decode the
+# broker's first frame on subscribe (pulsar-rs: "Error decoding payload frame"), while the Rust
+# tests' consumers of the same broker work; under investigation (see the issue's note).
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "kafka"])
+def test_every_signal_round_trips(backend, tmp_path, redis_client, request):
     topic = unique("rt")
     if backend == "redis":
         redis_client[1].extend([topic, f"{topic}-dlq"])
-    settings = {**OURS, **backend_settings(backend, tmp_path)}
+    settings = {**OURS, **backend_settings(backend, tmp_path, request, topic)}
     sent, got, log = round_trip(settings, tmp_path, topic)
     types = {r["event_type"] for r in sent}
     assert len(types) >= 72 and "org.example.testapp.badge.awarded.v1" in types, sorted(types)

@@ -872,6 +872,9 @@ async fn entries_read_ahead_are_not_lost_when_the_consumer_stops() {
     again.close().await.expect("close");
 }
 
+/// An entry as `XRANGE` returns it: its id and its fields.
+type XEntry = (String, Vec<(Vec<u8>, Vec<u8>)>);
+
 /// Entries written with Redis's own client by a producer that is not ours:
 /// a missing `type`, an unknown type, Avro that does not decode, an id that
 /// is not a UUID and a `time` with a multi-byte character in its offset
@@ -891,8 +894,7 @@ async fn poison_entries_written_with_xadd_are_dead_lettered_and_the_stream_goes_
     let _s = Streams(vec![stream.clone(), format!("{stream}-dlq")]);
     let good1 = publish_n(&t, &stream, 1).await;
     // The fields of a good entry, as the producer wrote them.
-    let range: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> =
-        redis_cmd(&url, redis::cmd("XRANGE").arg(&stream).arg("-").arg("+"));
+    let range: Vec<XEntry> = redis_cmd(&url, redis::cmd("XRANGE").arg(&stream).arg("-").arg("+"));
     let good_fields = range[0].1.clone();
     let with = |name: &[u8], value: Option<&[u8]>| -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut f: Vec<(Vec<u8>, Vec<u8>)> = good_fields.iter().filter(|(k, _)| k != name).cloned().collect();
@@ -949,7 +951,7 @@ async fn poison_entries_written_with_xadd_are_dead_lettered_and_the_stream_goes_
     assert_eq!(*handled.lock().expect("handled"), vec![good1[0], good2[0]]);
     assert_eq!(pending_count(&stream, "g"), 0, "every entry was acknowledged");
 
-    let letters: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> = redis_cmd(
+    let letters: Vec<XEntry> = redis_cmd(
         &url,
         redis::cmd("XRANGE").arg(format!("{stream}-dlq")).arg("-").arg("+"),
     );
