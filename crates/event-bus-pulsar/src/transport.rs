@@ -315,7 +315,10 @@ impl PulsarTransport {
         if !nothing_after {
             let idle = Duration::from_millis(1500).min(op);
             while out.len() < limit {
-                let next = match tokio::time::timeout(idle, consumer.next()).await {
+                // Messages are known to follow: the first may take long on a
+                // busy broker; after it, a pause this long ends the page.
+                let wait = if out.is_empty() { op } else { idle };
+                let next = match tokio::time::timeout(wait, consumer.next()).await {
                     Err(_) | Ok(None) => break,
                     Ok(Some(Err(e))) => {
                         let _ = tokio::time::timeout(op, consumer.close()).await;
