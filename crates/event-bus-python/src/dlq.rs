@@ -2,7 +2,9 @@
 //! requeue, through the core's [`dead_letter`] functions (the CLI's
 //! `event-bus dlq` does the same).
 
-use openedx_events::bus::dead_letter::{self, DLQ_ATTEMPTS, DLQ_FAILED_AT, DLQ_ORIGINAL_TOPIC, DLQ_REASON};
+use openedx_events::bus::dead_letter::{
+    self, header_text, DLQ_ATTEMPTS, DLQ_FAILED_AT, DLQ_ORIGINAL_TOPIC, DLQ_REASON,
+};
 use openedx_events::bus::transport::{Delivery, StartPosition, SubscribeRequest, Transport};
 use openedx_events::bus::wire::{CE_ID, CE_TYPE};
 use openedx_events::config::full_topic;
@@ -15,16 +17,8 @@ use crate::{runtime, BusError};
 /// Messages asked for per browse call.
 const PAGE: usize = 500;
 
-/// A header as text: UTF-8 as is, anything else as `hex:...`.
-fn text(value: &[u8]) -> String {
-    match std::str::from_utf8(value) {
-        Ok(s) => s.to_string(),
-        Err(_) => format!("hex:{}", hex::encode(value)),
-    }
-}
-
 fn first(d: &Delivery, names: &[&str]) -> Option<String> {
-    names.iter().find_map(|n| d.raw.header(n)).map(text)
+    names.iter().find_map(|n| d.raw.header(n)).map(header_text)
 }
 
 impl Bus {
@@ -92,25 +86,20 @@ impl Bus {
     /// it does not decode).
     fn dlq_show<'py>(&self, py: Python<'py>, topic: &str, position: &str) -> PyResult<Bound<'py, PyDict>> {
         let dlq = self.dlq_topic(topic)?;
-        let mut after: Option<String> = None;
-        let found = loop {
-            let page = self.page(py, &dlq, after.as_deref(), PAGE)?;
-            let Some(last) = page.last() else {
-                return Err(BusError::new_err(format!(
-                    "no dead letter at position {position:?} in {dlq}"
-                )));
-            };
-            after = Some(last.position.clone());
-            if let Some(d) = page.into_iter().find(|d| d.position == position) {
-                break d;
-            }
-        };
+        let transport = self.transport_for("show a dead letter")?;
+        let found = py
+            .allow_threads(|| {
+                runtime()?
+                    .block_on(dead_letter::find(transport.as_ref(), &dlq, position))
+                    .map_err(|e| BusError::new_err(format!("cannot read the dead-letter topic {dlq}: {e}")))
+            })?
+            .ok_or_else(|| BusError::new_err(format!("no dead letter at position {position:?} in {dlq}")))?;
         let out = summary(py, &found)?;
         out.set_item("topic", &found.raw.topic)?;
-        out.set_item("key", found.raw.key.as_deref().map(text))?;
+        out.set_item("key", found.raw.key.as_deref().map(header_text))?;
         let headers = PyList::empty(py);
         for (name, value) in &found.raw.headers {
-            headers.append((name, text(value)))?;
+            headers.append((name, header_text(value)))?;
         }
         out.set_item("headers", headers)?;
         match dead_letter::decode_data(self.registry(), &found) {

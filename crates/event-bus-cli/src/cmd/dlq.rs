@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use openedx_events::bus::dead_letter::{self, DLQ_ATTEMPTS, DLQ_FAILED_AT, DLQ_ORIGINAL_TOPIC, DLQ_REASON};
+use openedx_events::bus::dead_letter::{
+    self, header_text, DLQ_ATTEMPTS, DLQ_FAILED_AT, DLQ_ORIGINAL_TOPIC, DLQ_REASON,
+};
 use openedx_events::bus::transport::{Delivery, StartPosition, SubscribeRequest, Transport};
 use openedx_events::bus::wire::{CE_ID, CE_TYPE};
 use openedx_events::bus::EventBus;
@@ -27,14 +29,6 @@ async fn connect(global: &GlobalArgs, topic: &str, what: &str) -> Result<(Arc<dy
     let transport = settings::transport(&bus, what)?;
     let dlq = dlq_topic(&bus, topic)?;
     Ok((transport, dlq, bus))
-}
-
-/// A header as text: UTF-8 as is, anything else as `hex:...`.
-fn header_text(value: &[u8]) -> String {
-    match std::str::from_utf8(value) {
-        Ok(s) => s.to_string(),
-        Err(_) => format!("hex:{}", hex::encode(value)),
-    }
 }
 
 /// The first of these headers that the message has, as text (`-` if none).
@@ -95,19 +89,10 @@ pub async fn list(global: &GlobalArgs, topic: &str, limit: Option<usize>) -> Res
 /// Print one dead letter: its headers as text and its data as JSON.
 pub async fn show(global: &GlobalArgs, topic: &str, position: &str) -> Result<()> {
     let (transport, dlq, bus) = connect(global, topic, "show a dead letter").await?;
-    let mut after: Option<String> = None;
-    let found = loop {
-        let page = browse(transport.as_ref(), &dlq, after.as_deref(), PAGE).await?;
-        let Some(last) = page.last() else {
-            return Err(CliError::new(format!(
-                "no dead letter at position {position:?} in {dlq}"
-            )));
-        };
-        after = Some(last.position.clone());
-        if let Some(d) = page.into_iter().find(|d| d.position == position) {
-            break d;
-        }
-    };
+    let found = dead_letter::find(transport.as_ref(), &dlq, position)
+        .await
+        .with_context(|| format!("cannot read the dead-letter topic {dlq}"))?
+        .ok_or_else(|| CliError::new(format!("no dead letter at position {position:?} in {dlq}")))?;
     let mut out = vec![
         format!("position: {}", found.position),
         format!("topic: {}", found.raw.topic),

@@ -31,6 +31,53 @@ pub const DLQ_CONSUMER_GROUP: &str = "dlq_consumer_group";
 /// never be published.
 pub const MAX_ERROR_BYTES: usize = 4096;
 
+/// Messages asked for per `browse` call while searching a topic.
+const FIND_PAGE: usize = 500;
+
+/// A header value as text for people: UTF-8 as is, anything else as
+/// `hex:...` (what `dlq list` and `dlq show` print).
+///
+/// ```
+/// use openedx_events::bus::dead_letter::header_text;
+/// assert_eq!(header_text(b"undecodable"), "undecodable");
+/// assert_eq!(header_text(b"\xff\x00"), "hex:ff00");
+/// ```
+pub fn header_text(value: &[u8]) -> String {
+    match std::str::from_utf8(value) {
+        Ok(s) => s.to_string(),
+        Err(_) => format!("hex:{}", hex::encode(value)),
+    }
+}
+
+/// The message at `position` in `topic` (a dead-letter topic, for `dlq
+/// show`), browsing page by page from the start; `None` if there is none.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use openedx_events::bus::dead_letter::find;
+/// use openedx_events::bus::memory::MemoryBroker;
+/// use openedx_events::bus::transport::{RawMessage, Transport};
+/// let t = MemoryBroker::new().transport();
+/// let m = RawMessage { topic: "t-dlq".into(), key: None, headers: vec![], value: b"x".to_vec(), timestamp: None };
+/// let position = t.publish_raw(&m).await.unwrap();
+/// assert_eq!(find(&t, "t-dlq", &position).await.unwrap().unwrap().raw.value, b"x");
+/// assert!(find(&t, "t-dlq", "no-such-position").await.unwrap().is_none());
+/// # });
+/// ```
+pub async fn find(transport: &dyn Transport, topic: &str, position: &str) -> Result<Option<Delivery>, TransportError> {
+    let mut after: Option<String> = None;
+    loop {
+        let page = transport.browse(topic, after.as_deref(), FIND_PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(None);
+        };
+        after = Some(last.position.clone());
+        if let Some(d) = page.into_iter().find(|d| d.position == position) {
+            return Ok(Some(d));
+        }
+    }
+}
+
 /// Whether a message is a dead letter (it carries a `dlq_reason` header).
 /// Backends use it to keep dead letters out of stream trimming and retention:
 /// a dead letter is deleted by an operator, never by the broker.
