@@ -21,7 +21,7 @@ from django.conf import settings
 from openedx_events.event_bus import EventBusProducer as BaseEventBusProducer
 
 from openedx_event_bus._core import BusError, ConfigError, SendError
-from openedx_event_bus.bus import get_bus
+from openedx_event_bus.bus import config_error, get_bus
 from openedx_event_bus.signals import ensure_described
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,6 @@ def _seconds(name, default):
     except (TypeError, ValueError):
         seconds = -1.0
     if not seconds > 0:
-        from openedx_event_bus.bus import config_error  # pylint: disable=import-outside-toplevel
         raise config_error(name, f"expected a positive number of seconds, found {value!r}")
     return seconds
 

@@ -65,24 +65,21 @@ impl WorkCycleHook for PythonWorkCycle {
     }
 }
 
-/// The text of a Python exception, for the core's logs and dead letters.
-fn describe(py: Python<'_>, e: PyErr) -> String {
-    let text = e.to_string();
-    e.restore(py);
-    // The exception is logged by the Python side; it must not stay set.
-    PyErr::take(py);
-    text
+/// The text of a Python exception, for the core's logs and dead letters
+/// (the Python side logs the exception itself).
+fn describe(e: PyErr) -> String {
+    e.to_string()
 }
 
 fn serve(py: Python<'_>, call: Call, dispatch: &PyObject, prepare: &PyObject) -> Result<(), String> {
     match call {
-        Call::Prepare => prepare.call0(py).map(drop).map_err(|e| describe(py, e)),
+        Call::Prepare => prepare.call0(py).map(drop).map_err(describe),
         Call::Dispatch(event) => {
-            let data = convert::record_to_python(py, &event.data).map_err(|e| describe(py, e))?;
+            let data = convert::record_to_python(py, &event.data).map_err(describe)?;
             dispatch
                 .call1(py, (event.event_type.name(), data, event.metadata.to_json()))
                 .map(drop)
-                .map_err(|e| describe(py, e))
+                .map_err(describe)
         }
     }
 }

@@ -20,6 +20,18 @@ from opaque_keys.edx.locator import (
 )
 
 
+# The text form of each opaque key type, filled with random parts.
+_KEY_TEXTS = {
+    CourseKey: "course-v1:{org}+{course}+{run}",
+    CCXLocator: "ccx-v1:{org}+{course}+{run}+ccx@{n}",
+    UsageKey: "block-v1:{org}+{course}+{run}+type@html+block@{block}",
+    LibraryLocatorV2: "lib:{org}:{course}",
+    LibraryUsageLocatorV2: "lb:{org}:{course}:problem:{block}",
+    LibraryCollectionLocator: "lib-collection:{org}:{course}:{block}",
+    LibraryContainerLocator: "lct:{org}:{course}:unit:{block}",
+}
+
+
 class CannotGenerate(Exception):
     pass
 
@@ -49,21 +61,10 @@ def value(t, rng):
         return base + timedelta(seconds=rng.randrange(10**8), microseconds=rng.randrange(10**6))
     if t is uuid.UUID:
         return uuid.UUID(int=rng.getrandbits(128))
-    org, course, run = _slug(rng), _slug(rng), _slug(rng)
-    if t is CourseKey:
-        return CourseKey.from_string(f"course-v1:{org}+{course}+{run}")
-    if t is CCXLocator:
-        return CCXLocator.from_string(f"ccx-v1:{org}+{course}+{run}+ccx@{rng.randrange(1, 99)}")
-    if t is UsageKey:
-        return UsageKey.from_string(f"block-v1:{org}+{course}+{run}+type@html+block@{_slug(rng)}")
-    if t is LibraryLocatorV2:
-        return LibraryLocatorV2.from_string(f"lib:{org}:{course}")
-    if t is LibraryUsageLocatorV2:
-        return LibraryUsageLocatorV2.from_string(f"lb:{org}:{course}:problem:{_slug(rng)}")
-    if t is LibraryCollectionLocator:
-        return LibraryCollectionLocator.from_string(f"lib-collection:{org}:{course}:{_slug(rng)}")
-    if t is LibraryContainerLocator:
-        return LibraryContainerLocator.from_string(f"lct:{org}:{course}:unit:{_slug(rng)}")
+    if t in _KEY_TEXTS:
+        org, course, run, block = _slug(rng), _slug(rng), _slug(rng), _slug(rng)
+        text = _KEY_TEXTS[t].format(org=org, course=course, run=run, block=block, n=rng.randrange(1, 99))
+        return t.from_string(text)
     origin, args = get_origin(t), get_args(t)
     if origin is list and args:
         return [value(args[0], rng) for _ in range(rng.randrange(3))]
