@@ -8,7 +8,7 @@ stops the consumer cleanly.
 """
 import pytest
 
-from brokers import Registry, Tansu
+from brokers import PulsarLite, Registry, Tansu
 
 from conftest import REDIS_URL, Service, by_id, expected_by_id, manage, read_lines, unique, wait_for_lines
 
@@ -18,6 +18,13 @@ OURS = {
     "EVENT_BUS_CONSUMER_START": "earliest",
     "EVENT_BUS_CONSUMER_POLL_TIMEOUT": 0.2,
 }
+
+
+@pytest.fixture(scope="module")
+def pulsar():
+    broker = PulsarLite()
+    yield broker
+    broker.stop()
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +41,8 @@ def backend_settings(name, tmp_path, request, topic):
         broker.create_topics(topic, f"{topic}-dlq")
         return {"EVENT_BUS_BACKEND": "kafka", "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
                 "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL": registry.url}
+    if name == "pulsar":
+        return {"EVENT_BUS_BACKEND": "pulsar", "EVENT_BUS_PULSAR_URL": request.getfixturevalue("pulsar").url}
     if name == "sqlite":
         return {"EVENT_BUS_BACKEND": "sqlite", "EVENT_BUS_SQLITE_PATH": str(tmp_path / "bus.db")}
     if name == "redis":
@@ -57,10 +66,7 @@ def round_trip(settings, tmp_path, topic, per_type=2):
     return sent, got, consumer.output()
 
 
-# Pulsar is not here yet: on pulsar-lite, the consumer inside a Django process fails to decode the
-# broker's first frame on subscribe (pulsar-rs: "Error decoding payload frame"), while the Rust
-# tests' consumers of the same broker work; under investigation (see the issue's note).
-@pytest.mark.parametrize("backend", ["sqlite", "redis", "kafka"])
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "kafka", "pulsar"])
 def test_every_signal_round_trips(backend, tmp_path, redis_client, request):
     topic = unique("rt")
     if backend == "redis":

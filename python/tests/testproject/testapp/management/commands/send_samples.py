@@ -1,9 +1,11 @@
 """
 ``manage.py send_samples --out FILE [--per-type N] [--seed S] [--types a,b]
-[--topic T]``: send N generated events of every signal through the
+[--topic T] [--keyed]``: send N generated events of every signal through the
 configured producer (``openedx_events.event_bus.get_producer()``, whichever
 implementation the settings name), each to topic T (default: the event
-type), keyed by nothing; write what was sent as JSON lines.
+type), keyed by nothing, or with ``--keyed`` by the first non-optional
+primitive field of the event (signals without one are left out: the Kafka
+peer needs a key); write what was sent as JSON lines.
 """
 import json
 from datetime import datetime
@@ -14,7 +16,7 @@ from django.core.management.base import BaseCommand
 from openedx_events.data import EventsMetadata
 from openedx_events.event_bus import get_producer
 from openedx_events.event_bus.avro.deserializer import AvroSignalDeserializer, deserialize_bytes_to_event_data
-from openedx_events.event_bus.avro.serializer import serialize_event_data_to_bytes
+from openedx_events.event_bus.avro.serializer import AvroSignalSerializer, serialize_event_data_to_bytes
 from openedx_events.tooling import OpenEdxPublicSignal, load_all_signals
 
 from openedx_event_bus._core import KNOWN_UNSERIALIZABLE
@@ -56,6 +58,20 @@ def avro_dict(v):
     return str(v)
 
 
+def key_field(schema):
+    """The dotted path of the first non-optional primitive leaf of an Avro record schema (depth first,
+    through non-optional records only), or None."""
+    for field in schema["fields"]:
+        t = field["type"]
+        if t in ("string", "long", "boolean"):
+            return field["name"]
+        if isinstance(t, dict) and t.get("type") == "record":
+            inner = key_field(t)
+            if inner:
+                return f"{field['name']}.{inner}"
+    return None
+
+
 class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--out", required=True)
@@ -63,6 +79,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--types", default=None)
         parser.add_argument("--topic", default=None)
+        parser.add_argument("--keyed", action="store_true")
 
     def handle(self, *args, **options):
         load_all_signals()
@@ -77,6 +94,10 @@ class Command(BaseCommand):
                 if signal.event_type in KNOWN_UNSERIALIZABLE:
                     # openedx-events keeps these off the bus (a file handle, an in-process event).
                     continue
+                key = key_field(AvroSignalSerializer(signal).schema) if options["keyed"] else None
+                if options["keyed"] and key is None:
+                    self.stderr.write(f"skipped {signal.event_type}: no field can be its key")
+                    continue
                 for _ in range(options["per_type"]):
                     try:
                         data = samples.event_data(signal, rng)
@@ -85,7 +106,7 @@ class Command(BaseCommand):
                         break
                     metadata = EventsMetadata(event_type=signal.event_type, minorversion=signal.minor_version)
                     producer.send(signal=signal, topic=options["topic"] or signal.event_type,
-                                  event_key_field=None, event_data=data, event_metadata=metadata)
+                                  event_key_field=key, event_data=data, event_metadata=metadata)
                     line = receivers.as_record(signal, data, metadata)
                     line["expected"] = receivers.plain(openedx_round_trip(signal, data))
                     line["python_serializable"] = python_serializable(signal, data)
