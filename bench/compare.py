@@ -7,6 +7,8 @@ peer package, and the raw broker ceiling. Prints a markdown table.
     bench/compare.py kafka [...]      # needs tansu; starts it and the registry double
     bench/compare.py pulsar [...]     # starts pulsar-lite and the test proxy (no Python peer exists)
     bench/compare.py local            # memory and sqlite (no broker, no peer)
+    bench/compare.py django [--backend redis|kafka] [--python-events N]
+                                      # a Django service on the Python package vs on the Python peer
     bench/compare.py redis --repeat 5 # medians and ranges of five runs
 
 Kafka and Pulsar start their brokers through fixture programs (example
@@ -446,9 +448,11 @@ def machine():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("target", choices=["redis", "kafka", "pulsar", "local"])
+    ap.add_argument("target", choices=["redis", "kafka", "pulsar", "local", "django"])
     ap.add_argument("--events", type=int, default=100_000)
-    ap.add_argument("--python-events", type=int, default=5_000)
+    ap.add_argument("--python-events", type=int, default=5_000,
+                    help="events of the Python rows (django: of both rows)")
+    ap.add_argument("--backend", choices=["redis", "kafka"], default="redis", help="django: the broker")
     ap.add_argument("--producers", type=int, default=None,
                     help="producer tasks of the Rust run (default 128: the best of 16-128 on the 2-core reference "
                          "machine; 64 for pulsar, whose client fails past 100 sends in flight)")
@@ -463,6 +467,9 @@ def main():
     if a.producers is None:
         a.producers = 64 if a.target == "pulsar" else 128
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-ups
+    if a.target == "django":
+        django_target(a)
+        return
     if not a.no_build:
         build()
     print(f"machine: {machine()}")
@@ -542,6 +549,81 @@ def redis_target(a):
           f"p99 {spread([r['ours']['latency_p99_ms'] for r in runs], '{:.0f}')} ms, "
           f"peak RSS {spread([r['ours']['peak_rss_kib'] / 1024 for r in runs], '{:.0f}')} MiB")
     print_cpu(runs, {"ours": ("Rust", a.events), "python": ("Python", a.python_events)}, "redis-server")
+
+
+def django_target(a):
+    """A Django service on the Python package vs the same service on the
+    Python peer: bench/python/django_bench.py, with the release wheel."""
+    py = subprocess.run([str(ROOT / "scripts" / "python-package.sh")], env={**os.environ, "PROFILE": "release"},
+                        cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+    env = {**os.environ}
+    if a.backend == "kafka":
+        env["TANSU_BIN"] = tansu_binary()
+    print(f"machine: {machine()}")
+    busy = other_benchmarks()
+    if busy:
+        print(f"WARNING: other benchmarks are running: {busy}")
+    print(f"load average at the start: {os.getloadavg()[0]:.2f}")
+    print()
+    runs = [run_json([py, ROOT / "bench" / "python" / "django_bench.py", "run", "--backend", a.backend,
+                      "--events", a.python_events], env=env, what="django_bench.py") for _ in range(a.repeat)]
+    print_django(a, runs)
+
+
+def print_django(a, runs):
+    v = runs[0]["versions"]
+    n = a.python_events
+    if a.backend == "redis":
+        peer = f"edx-event-bus-redis {v['edx-event-bus-redis']}"
+        broker = f"redis-server {redis_version()} on 127.0.0.1:6379"
+        broker_name = "redis-server"
+    else:
+        peer = f"edx-event-bus-kafka {v['edx-event-bus-kafka']} (confluent-kafka {v['confluent-kafka']})"
+        tansu = subprocess.run([tansu_binary(), "--version"], capture_output=True, text=True).stdout.strip()
+        broker = (f"{tansu} (Kafka protocol), in-memory storage, a fresh broker per row, topics of 3 partitions "
+                  f"created beforehand; schema registry: in-memory test double")
+        broker_name = "tansu"
+    print(f"broker: {broker}; openedx-events {v['openedx-events']}, Django {v['Django']}; {n} events per row; "
+          f"runs: {a.repeat}" + (" (median, then the range)" if a.repeat > 1 else ""))
+    print()
+
+    def rate(r, who, phase):
+        p = r[who][phase]
+        # consume: the span from the first event received to the last covers n - 1 events
+        return (p["events"] - (phase == "consume")) / p["seconds"]
+
+    def cpu_us(r, who, phase, key="cpu"):
+        p = r[who][phase]
+        return (p[key] or 0) * 1e6 / (p["events"] - (phase == "consume"))
+
+    col = lambda f, fmt="{:,.0f}": spread([f(r) for r in runs], fmt)  # noqa: E731
+
+    def ratio(f):
+        values = [f(r) for r in runs]
+        return spread(values, "{:.2f}x" if max(values) < 1 else "{:.1f}x")
+
+    speed = {ph: ratio(lambda r, ph=ph: rate(r, "ours", ph) / rate(r, "peer", ph)) for ph in ("produce", "consume")}
+    thrift = {ph: ratio(lambda r, ph=ph: cpu_us(r, "peer", ph) / cpu_us(r, "ours", ph)) for ph in ("produce", "consume")}
+    print("| | events | produce rate | produce CPU per event | consume rate | consume CPU per event |")
+    print("|---|---|---|---|---|---|")
+    for who, label in [("ours", f"openedx-event-bus {v['openedx-event-bus']} (this package, Rust core)"),
+                       ("peer", f"{peer} (Python)")]:
+        print(f"| {label} | {n} | {col(lambda r: rate(r, who, 'produce'))}/s | "
+              f"{col(lambda r: cpu_us(r, who, 'produce'))} µs | {col(lambda r: rate(r, who, 'consume'))}/s | "
+              f"{col(lambda r: cpu_us(r, who, 'consume'))} µs |")
+    print(f"| ratio (rates: ours / peer; CPU: peer / ours) | | {speed['produce']} | {thrift['produce']} | "
+          f"{speed['consume']} | {thrift['consume']} |")
+    print()
+    print(f"- produce, ours / peer: {speed['produce']} (goal: at least 10x); "
+          f"consume, ours / peer: {speed['consume']} (goal: at least 5x)")
+    if all(r[w][ph]["broker_cpu"] is not None for r in runs for w in ("ours", "peer") for ph in ("produce", "consume")):
+        parts = [f"{w} {col(lambda r: cpu_us(r, w, 'produce', 'broker_cpu'))} µs producing, "
+                 f"{col(lambda r: cpu_us(r, w, 'consume', 'broker_cpu'))} µs consuming" for w in ("ours", "peer")]
+        print(f"- {broker_name} CPU per event: {'; '.join(parts)}")
+    print(f"- consume_events start-up (process start to the first event: Django set-up, connecting, joining "
+          f"the group; not in the rates): ours {col(lambda r: r['ours']['consume']['startup_seconds'], '{:.2f}')} s, "
+          f"peer {col(lambda r: r['peer']['consume']['startup_seconds'], '{:.2f}')} s")
+    print(f"- {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end")
 
 
 def redis_version():
