@@ -9,7 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="$(scripts/python-env.sh)"
 profile="${PROFILE:-dev}"
-sources_hash="$( (git ls-files -s crates python Cargo.toml Cargo.lock 2>/dev/null; git diff HEAD -- crates python Cargo.toml Cargo.lock 2>/dev/null) | sha256sum | cut -c1-16)"
+# What goes into the wheel (not python/tests: a test edit needs no rebuild).
+sources=(crates python/openedx_event_bus python/pyproject.toml Cargo.toml Cargo.lock)
+sources_hash="$( (git ls-files -s "${sources[@]}" 2>/dev/null; git diff HEAD -- "${sources[@]}" 2>/dev/null) | sha256sum | cut -c1-16)"
 stamp="$(dirname "$(dirname "$PY")")/.openedx-event-bus-wheel"
 if [[ "$(cat "$stamp" 2>/dev/null)" == "$profile-$sources_hash" ]] && "$PY" -c "import openedx_event_bus._core" 2>/dev/null; then
   echo "$PY"; exit 0
