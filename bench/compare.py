@@ -446,6 +446,16 @@ def machine():
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
+def print_header():
+    """The machine, any other benchmark running, and the load: before every table."""
+    print(f"machine: {machine()}")
+    busy = other_benchmarks()
+    if busy:
+        print(f"WARNING: other benchmarks are running: {busy}")
+    print(f"load average at the start: {os.getloadavg()[0]:.2f}")
+    print()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("target", choices=["redis", "kafka", "pulsar", "local", "django"])
@@ -472,12 +482,7 @@ def main():
         return
     if not a.no_build:
         build()
-    print(f"machine: {machine()}")
-    busy = other_benchmarks()
-    if busy:
-        print(f"WARNING: other benchmarks are running: {busy}")
-    print(f"load average at the start: {os.getloadavg()[0]:.2f}")
-    print()
+    print_header()
     if a.target == "kafka":
         kafka_target(a)
         return
@@ -559,12 +564,7 @@ def django_target(a):
     env = {**os.environ}
     if a.backend == "kafka":
         env["TANSU_BIN"] = tansu_binary()
-    print(f"machine: {machine()}")
-    busy = other_benchmarks()
-    if busy:
-        print(f"WARNING: other benchmarks are running: {busy}")
-    print(f"load average at the start: {os.getloadavg()[0]:.2f}")
-    print()
+    print_header()
     runs = [run_json([py, ROOT / "bench" / "python" / "django_bench.py", "run", "--backend", a.backend,
                       "--events", a.python_events], env=env, what="django_bench.py") for _ in range(a.repeat)]
     print_django(a, runs)

@@ -22,17 +22,12 @@ beforehand (3 partitions).
 import argparse
 import json
 import os
-import re
 import resource
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EVENT_TYPE = "org.openedx.learning.course.enrollment.created.v1"
@@ -111,154 +106,33 @@ def produce(n, topic):
 
 
 # --------------------------------------------------------------------------
-# Kafka: tansu and a schema registry double, started here.
+# Kafka: tansu and the schema registry double of the package's tests.
 
-class Registry:
-    """An in-memory schema registry: the Confluent endpoints both Kafka
-    clients call (register, look up, fetch by id, list)."""
-
-    def __init__(self):
-        self.schemas = []
-        self.subjects = {}
-        self.lock = threading.Lock()
-        registry = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def reply(self, code, body):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self):  # noqa: N802
-                m = re.fullmatch(r"/subjects/([^/]+)(/versions)?", self.path.split("?")[0])
-                if not m:
-                    return self.reply(404, {"error_code": 404, "message": "not found"})
-                size = int(self.headers.get("Content-Length") or 0)
-                schema = json.loads(self.rfile.read(size) or b"{}").get("schema", "")
-                subject, register = m.group(1), bool(m.group(2))
-                with registry.lock:
-                    if schema in registry.schemas:
-                        sid = registry.schemas.index(schema) + 1
-                    elif register:
-                        registry.schemas.append(schema)
-                        sid = len(registry.schemas)
-                    else:
-                        return self.reply(404, {"error_code": 40403, "message": "Schema not found"})
-                    versions = registry.subjects.setdefault(subject, [])
-                    if register:
-                        if sid not in versions:
-                            versions.append(sid)
-                        return self.reply(200, {"id": sid})
-                    if sid not in versions:
-                        return self.reply(404, {"error_code": 40403, "message": "Schema not found"})
-                    return self.reply(200, {"subject": subject, "id": sid, "version": versions.index(sid) + 1,
-                                            "schema": schema})
-
-            def do_GET(self):  # noqa: N802
-                path = self.path.split("?")[0]
-                with registry.lock:
-                    m = re.fullmatch(r"/schemas/ids/(\d+)", path)
-                    if m and 0 < int(m.group(1)) <= len(registry.schemas):
-                        return self.reply(200, {"schema": registry.schemas[int(m.group(1)) - 1]})
-                    if path == "/subjects":
-                        return self.reply(200, list(registry.subjects))
-                    m = re.fullmatch(r"/subjects/([^/]+)/versions", path)
-                    if m and m.group(1) in registry.subjects:
-                        return self.reply(200, list(range(1, len(registry.subjects[m.group(1)]) + 1)))
-                return self.reply(404, {"error_code": 40401, "message": "not found"})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tansu_binary():
-    for p in [os.environ.get("TANSU_BIN"), shutil.which("tansu"),
-              os.path.join(os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo")), "bin", "tansu")]:
-        if p and os.path.isfile(p):
-            return p
-    raise SystemExit("django_bench.py: the tansu broker is needed for kafka (scripts/setup.sh builds it; "
-                     "or set TANSU_BIN)")
+sys.path.insert(0, os.path.join(HERE, "..", "..", "python", "tests"))
+from brokers import Registry, Tansu  # noqa: E402  pylint: disable=wrong-import-position
 
 
 class Kafka:
     """tansu with in-memory storage on a free port, and a registry double."""
 
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="bench-tansu-")
-        port = free_port()
-        url = f"tcp://127.0.0.1:{port}"
-        self.log = os.path.join(self.dir, "tansu.log")
-        with open(self.log, "w", encoding="utf-8") as log:
-            self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-                [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--storage-engine", "memory://tansu/"], cwd=self.dir, stdout=log, stderr=log,
-                env={**os.environ, "RUST_LOG": "warn"}, start_new_session=True)
-        self.bootstrap = f"127.0.0.1:{port}"
+        self.broker = Tansu()
         self.registry = Registry()
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                self.stop()
-                raise SystemExit(f"tansu exited ({self.proc.returncode}):\n{self.log_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise SystemExit(f"tansu did not listen on {port}:\n{self.log_tail()}")
-                time.sleep(0.1)
-
-    def log_tail(self):
-        with open(self.log, encoding="utf-8", errors="replace") as f:
-            return f.read()[-3000:]
+        self.proc = self.broker.proc
 
     def settings(self):
-        return {"EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+        return {"EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap,
                 "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL": self.registry.url}
 
     def create_topic(self, name):
-        from confluent_kafka.admin import AdminClient, NewTopic  # pylint: disable=import-outside-toplevel
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        for f in admin.create_topics([NewTopic(name, KAFKA_PARTITIONS, 1)]).values():
-            f.result(30)
+        self.broker.create_topics(name, partitions=KAFKA_PARTITIONS)
 
     def start_group_at_zero(self, topic, group):
-        """Commit offset 0 on every partition for `group`: the peer's
-        consumer sets no auto.offset.reset, so a new group would start at the
-        end, after the events already there."""
-        from confluent_kafka import Consumer, TopicPartition  # pylint: disable=import-outside-toplevel
-        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group, "enable.auto.commit": False})
-        try:
-            offsets = [TopicPartition(topic, p, 0) for p in range(KAFKA_PARTITIONS)]
-            c.assign(offsets)
-            c.commit(offsets=offsets, asynchronous=False)
-        finally:
-            c.close()
+        self.broker.start_group_at_zero(topic, group, partitions=KAFKA_PARTITIONS)
 
     def stop(self):
         self.registry.stop()
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.broker.stop()
 
 
 # --------------------------------------------------------------------------

@@ -42,6 +42,7 @@ class Registry:
     def __init__(self):
         self.schemas = []  # id - 1 -> schema text
         self.subjects = {}  # subject -> [id, ...]
+        self.lock = threading.Lock()  # the server answers each request on its own thread
         registry = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,6 +62,14 @@ class Registry:
                 return json.loads(self.rfile.read(n) or b"{}")
 
             def do_POST(self):  # noqa: N802
+                with registry.lock:
+                    return self.post()
+
+            def do_GET(self):  # noqa: N802
+                with registry.lock:
+                    return self.get()
+
+            def post(self):
                 m = re.fullmatch(r"/subjects/([^/]+)(/versions)?", self.path.split("?")[0])
                 if not m:
                     return self.reply(404, {"error_code": 404, "message": "not found"})
@@ -80,7 +89,7 @@ class Registry:
                 return self.reply(200, {"subject": m.group(1), "id": sid, "version": ids.index(sid) + 1,
                                         "schema": schema})
 
-            def do_GET(self):  # noqa: N802
+            def get(self):
                 path = self.path.split("?")[0]
                 m = re.fullmatch(r"/schemas/ids/(\d+)", path)
                 if m and 0 < int(m.group(1)) <= len(registry.schemas):
@@ -125,6 +134,17 @@ class Tansu:
         futures = admin.create_topics([NewTopic(n, partitions, 1) for n in names])
         for f in futures.values():
             f.result(30)
+
+    def start_group_at_zero(self, topic, group, partitions=1):
+        """Commit offset 0 on every partition for `group`. The Kafka peer's consumer sets no
+        auto.offset.reset (librdkafka's default is the end): so the group starts at the topic's first
+        offset, as a deployment whose consumer ran before the events were sent would."""
+        from confluent_kafka import Consumer, TopicPartition  # pylint: disable=import-outside-toplevel
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group, "enable.auto.commit": False})
+        try:
+            c.commit(offsets=[TopicPartition(topic, p, 0) for p in range(partitions)], asynchronous=False)
+        finally:
+            c.close()
 
     def stop(self):
         self.proc.kill()

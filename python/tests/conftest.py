@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from brokers import PulsarLite, Registry, Tansu
+
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE / "testproject"
 REDIS_URL = os.environ.get("EVENT_BUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -123,3 +125,38 @@ def redis_client():
     yield client, created
     for key in created:
         client.delete(key)
+
+
+@pytest.fixture(scope="module")
+def kafka():
+    """tansu and the schema registry double, for one test module."""
+    broker, registry = Tansu(), Registry()
+    yield broker, registry
+    broker.stop()
+    registry.stop()
+
+
+@pytest.fixture(scope="module")
+def pulsar():
+    """pulsar-lite behind its checksum-restoring proxy, for one test module."""
+    broker = PulsarLite()
+    yield broker
+    broker.stop()
+
+
+def receive_and_compare(sent, topic, consumer_settings, tmp_path, consumer_args=(), peer_sent=False):
+    """Run a consumer service on `topic` until it received as many events as were `sent`; every event
+    arrives once, with the data and metadata expected. `peer_sent`: a Python peer sent them, which logs and
+    drops what openedx-events' serializer cannot encode (bytes fields). Returns the types received."""
+    if peer_sent:
+        sent = [r for r in sent if r["python_serializable"]]
+    got_file = tmp_path / "got.jsonl"
+    consumer = Service(["consume_events", "-t", topic, "-g", "g1", *consumer_args], consumer_settings,
+                       tmp_path / "consumer.log", TESTAPP_RECORD=got_file)
+    try:
+        got = wait_for_lines(got_file, len(sent), consumer)
+    finally:
+        consumer.kill()
+    assert len(got) == len(sent)
+    assert by_id(got) == expected_by_id(sent)
+    return {r["event_type"] for r in sent}

@@ -4,18 +4,7 @@ service using this package and a service using the unmodified
 edx-event-bus-kafka exchange every keyable signal both ways, with equal data
 and metadata. Both sides register their schemas in the same registry.
 """
-import pytest
-
-from brokers import Registry, Tansu
-from conftest import Service, by_id, expected_by_id, manage, read_lines, unique, wait_for_lines
-
-
-@pytest.fixture(scope="module")
-def kafka():
-    broker, registry = Tansu(), Registry()
-    yield broker, registry
-    broker.stop()
-    registry.stop()
+from conftest import manage, read_lines, receive_and_compare, unique
 
 
 def settings(kafka):
@@ -29,40 +18,17 @@ def settings(kafka):
     return ours, peer
 
 
-def start_group_at_zero(bootstrap, topic, group):
-    """The peer's consumer sets no auto.offset.reset (librdkafka's default is the end): the group starts
-    at the topic's first offset, as a deployment whose consumer ran before the events were sent would."""
-    from confluent_kafka import Consumer, TopicPartition  # pylint: disable=import-outside-toplevel
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        c.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
-    finally:
-        c.close()
-
-
 def exchange(kafka, producer_is_peer, tmp_path):
     ours, peer = settings(kafka)
     producer_settings, consumer_settings = (peer, ours) if producer_is_peer else (ours, peer)
     topic = unique("mixed")
     full_topic = f"mixed-{topic}"
     kafka[0].create_topics(full_topic, f"{full_topic}-dlq")
-    start_group_at_zero(kafka[0].bootstrap, full_topic, "g1")
-    sent_file, got_file = tmp_path / "sent.jsonl", tmp_path / "got.jsonl"
+    kafka[0].start_group_at_zero(full_topic, "g1")
+    sent_file = tmp_path / "sent.jsonl"
     manage(["send_samples", "--out", str(sent_file), "--topic", topic, "--seed", "11", "--keyed"], producer_settings)
-    sent = read_lines(sent_file)
-    if producer_is_peer:
-        # What openedx-events' serializer cannot encode (bytes fields) the peer logs and drops.
-        sent = [r for r in sent if r["python_serializable"]]
-    consumer = Service(["consume_events", "-t", topic, "-g", "g1"], consumer_settings, tmp_path / "consumer.log",
-                       TESTAPP_RECORD=got_file)
-    try:
-        got = wait_for_lines(got_file, len(sent), consumer)
-    finally:
-        consumer.kill()
-    types = {r["event_type"] for r in sent}
+    types = receive_and_compare(read_lines(sent_file), topic, consumer_settings, tmp_path, peer_sent=producer_is_peer)
     assert len(types) >= 72, sorted(types)
-    assert len(got) == len(sent)
-    assert by_id(got) == expected_by_id(sent)
 
 
 def test_ours_to_edx_event_bus_kafka(kafka, tmp_path):

@@ -8,8 +8,6 @@ stops the consumer cleanly.
 """
 import pytest
 
-from brokers import PulsarLite, Registry, Tansu
-
 from conftest import REDIS_URL, Service, by_id, expected_by_id, manage, read_lines, unique, wait_for_lines
 
 OURS = {
@@ -18,21 +16,6 @@ OURS = {
     "EVENT_BUS_CONSUMER_START": "earliest",
     "EVENT_BUS_CONSUMER_POLL_TIMEOUT": 0.2,
 }
-
-
-@pytest.fixture(scope="module")
-def pulsar():
-    broker = PulsarLite()
-    yield broker
-    broker.stop()
-
-
-@pytest.fixture(scope="module")
-def kafka():
-    broker, registry = Tansu(), Registry()
-    yield broker, registry
-    broker.stop()
-    registry.stop()
 
 
 def backend_settings(name, tmp_path, request, topic):
