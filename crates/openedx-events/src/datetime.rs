@@ -320,6 +320,46 @@ pub fn isoformat_utc(t: &DateTime<Utc>) -> String {
     IsoDateTime::from_utc(*t).to_string()
 }
 
+/// The longest isoformat text [`isoformat_utc_into`] writes, and the size
+/// of its buffer.
+pub const ISOFORMAT_MAX_LEN: usize = 40;
+
+/// [`isoformat_utc`] written into a stack buffer, without an allocation:
+/// for backends that put the time of every event they publish on the wire.
+/// The bytes are the same as `isoformat_utc`'s text for every instant.
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// use openedx_events::datetime::{isoformat_utc_into, ISOFORMAT_MAX_LEN};
+/// let t = Utc.timestamp_opt(1_700_000_000, 123_456_789).unwrap();
+/// let mut buf = [0u8; ISOFORMAT_MAX_LEN];
+/// assert_eq!(isoformat_utc_into(&t, &mut buf), b"2023-11-14T22:13:20.123456+00:00");
+/// ```
+pub fn isoformat_utc_into<'a>(t: &DateTime<Utc>, buf: &'a mut [u8; ISOFORMAT_MAX_LEN]) -> &'a [u8] {
+    let n = IsoDateTime::from_utc(*t).write_iso(buf);
+    &buf[..n]
+}
+
+/// The UTC instant of `text` when it is in the form Python and this crate
+/// write for UTC times (`YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00`, or `Z` for the
+/// offset), read without the general parser: the hot path of a consumer.
+/// `None` for any other text, which then goes to the general parser
+/// ([`IsoDateTime::parse`], or [`crate::metadata::parse_time`] for the
+/// metadata `time`); where this returns an instant, that parser returns the
+/// same one.
+///
+/// ```
+/// use openedx_events::datetime::parse_isoformat_utc;
+/// let t = parse_isoformat_utc("2024-05-06T07:08:09.000001+00:00").unwrap();
+/// assert_eq!(t.timestamp_subsec_micros(), 1);
+/// assert!(parse_isoformat_utc("2024-05-06T07:08:09+01:00").is_none());
+/// assert!(parse_isoformat_utc("2024-05-06T07:08:09").is_none());
+/// ```
+pub fn parse_isoformat_utc(text: &str) -> Option<DateTime<Utc>> {
+    let t = parse_canonical(text.as_bytes())?;
+    (t.offset == Some(0)).then(|| t.naive.and_utc())
+}
+
 impl serde::Serialize for IsoDateTime {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_string())
@@ -364,6 +404,69 @@ mod tests {
             "2024-05-06T07:08:09.1234567890",
         ] {
             assert!(IsoDateTime::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fast_times_are_the_core_times() {
+        use crate::metadata::parse_time;
+        use chrono::TimeZone;
+        // The fast parser, falling back to the general one as callers do.
+        let fast_or_general = |text: &str| parse_isoformat_utc(text).map_or_else(|| parse_time(text), Ok);
+        // xorshift: enough spread without a dependency.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut times: Vec<DateTime<Utc>> = vec![
+            Utc.timestamp_opt(0, 0).single().expect("epoch"),
+            Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).single().expect("year 1"),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
+                .single()
+                .expect("year 9999"),
+            Utc.timestamp_opt(1_700_000_000, 1_000).single().expect("1 µs"),
+            Utc.timestamp_opt(1_700_000_000, 999).single().expect("below 1 µs"),
+        ];
+        for _ in 0..2000 {
+            let secs = (next() % 315_000_000_000) as i64 - 62_000_000_000;
+            let nanos = if next() % 4 == 0 {
+                0
+            } else {
+                (next() % 1_000_000_000) as u32
+            };
+            times.push(Utc.timestamp_opt(secs, nanos).single().expect("time"));
+        }
+        for t in times {
+            let core = isoformat_utc(&t);
+            let mut buf = [0u8; ISOFORMAT_MAX_LEN];
+            let ours = String::from_utf8_lossy(isoformat_utc_into(&t, &mut buf)).into_owned();
+            assert_eq!(ours, core, "{t:?}");
+            assert_eq!(fast_or_general(&core).ok(), parse_time(&core).ok(), "{core}");
+            if let Some(fast) = parse_isoformat_utc(&core) {
+                assert_eq!(Some(fast), parse_time(&core).ok(), "{core}");
+            }
+        }
+        for text in [
+            "2024-05-06T07:08:09+00:00",
+            "2024-05-06T07:08:09.000001+00:00",
+            "2024-02-30T07:08:09+00:00",
+            "2024-05-06T24:08:09+00:00",
+            "2024-05-06T07:08:60+00:00",
+            "2024-05-06T07:08:09.12345x+00:00",
+            "2024-05-06T07:08:09.123456+01:00",
+            "2024-05-06T07:08:09.123456Z",
+            "2024-05-06 07:08:09+00:00",
+            "+024-05-06T07:08:09+00:00",
+            "2024-05-06T07:08:09",
+        ] {
+            assert_eq!(
+                fast_or_general(text).map_err(|e| e.to_string()),
+                parse_time(text).map_err(|e| e.to_string()),
+                "{text}"
+            );
         }
     }
 

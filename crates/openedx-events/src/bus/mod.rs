@@ -21,6 +21,7 @@
 pub mod consumer;
 pub mod dead_letter;
 pub mod delayed;
+pub mod extras;
 pub mod hooks;
 pub mod memory;
 pub mod options;
