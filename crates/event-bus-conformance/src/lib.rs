@@ -10,8 +10,9 @@
 //! size limit, duplicate event ids).
 //!
 //! A backend's test file describes how to reach the broker and invokes the
-//! groups of cases whose promises it makes; a group it does not invoke is a
-//! promise it does not make (say why in a comment there):
+//! suite; the backend's [`Capabilities`](openedx_events::bus::transport::Capabilities)
+//! choose the groups that run, as Watermill's `Features` do, so the file
+//! states only its exceptions, each with its reason:
 //!
 //! ```text
 //! struct Memory(MemoryBroker);
@@ -20,10 +21,16 @@
 //!     async fn transport(&self) -> Arc<dyn Transport> { Arc::new(self.0.transport()) }
 //! }
 //! fn backend() -> Memory { Memory(MemoryBroker::new()) }
-//! event_bus_conformance::conformance_tests!(core, backend());
-//! event_bus_conformance::conformance_tests!(groups, backend());
-//! event_bus_conformance::conformance_tests!(ordered, backend());
+//! event_bus_conformance::conformance_suite!(backend());
+//! // or, with exceptions:
+//! event_bus_conformance::conformance_suite!(backend(), except {
+//!     membership_churn: "why this backend cannot show it here",
+//! });
 //! ```
+//!
+//! The groups that need a broker of the test's own (`restart`, `faults`,
+//! `network_faults`, `slow_receiver`) are invoked beside it, each with its
+//! fixture: `conformance_tests!(restart, own_server())`.
 
 pub mod consume_loop;
 pub mod fault_proxy;
@@ -35,6 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use openedx_events::bus::transport::Capabilities;
 use openedx_events::bus::Transport;
 
 pub use support::*;
@@ -112,6 +120,53 @@ pub trait BackendUnderTest: Send + Sync {
     }
 }
 
+/// The groups a backend's capabilities choose, on `$make`: `core` always;
+/// `groups` and `membership_churn` with `consumer_groups`; `ordered` with
+/// `ordered_per_key`; `persistent` always (a closed subscriber's messages go
+/// back to its group; surviving the broker is `restart`'s); `replay` with
+/// `replay_from_start`; `seek_time` with `seek_time`.
+///
+/// A case of a group whose capability the transport does not declare
+/// checks that the declaration says so and prints that it did not run
+/// (libtest has no run-time skip; Watermill's suite skips the same way).
+/// `except { group: "reason", ... }` leaves groups out altogether, for what
+/// the backend promises but cannot show here; the reason is required.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr $(,)?) => {
+        $crate::conformance_suite!($make, except {});
+    };
+    ($make:expr, except { $($group:ident : $why:literal),* $(,)? } $(,)?) => {
+        $( const _: &str = $why; )*
+        $crate::__unless_excepted!(core; $($group),*; $crate::conformance_tests!(core, $make););
+        $crate::__unless_excepted!(groups; $($group),*; $crate::conformance_tests!(groups, $make););
+        $crate::__unless_excepted!(membership_churn; $($group),*;
+            $crate::conformance_tests!(membership_churn, $make););
+        $crate::__unless_excepted!(ordered; $($group),*; $crate::conformance_tests!(ordered, $make););
+        $crate::__unless_excepted!(persistent; $($group),*; $crate::conformance_tests!(persistent, $make););
+        $crate::__unless_excepted!(replay; $($group),*; $crate::conformance_tests!(replay, $make););
+        $crate::__unless_excepted!(seek_time; $($group),*; $crate::conformance_tests!(seek_time, $make););
+    };
+}
+
+/// `$body` unless `$group` is one of the listed groups (declarative macros
+/// cannot compare two identifiers, so each group name is matched literally).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __unless_excepted {
+    (core; core $(, $rest:ident)*; $($body:tt)*) => {};
+    (groups; groups $(, $rest:ident)*; $($body:tt)*) => {};
+    (membership_churn; membership_churn $(, $rest:ident)*; $($body:tt)*) => {};
+    (ordered; ordered $(, $rest:ident)*; $($body:tt)*) => {};
+    (persistent; persistent $(, $rest:ident)*; $($body:tt)*) => {};
+    (replay; replay $(, $rest:ident)*; $($body:tt)*) => {};
+    (seek_time; seek_time $(, $rest:ident)*; $($body:tt)*) => {};
+    ($group:ident; $other:ident $(, $rest:ident)*; $($body:tt)*) => {
+        $crate::__unless_excepted!($group; $($rest),*; $($body)*);
+    };
+    ($group:ident; ; $($body:tt)*) => { $($body)* };
+}
+
 /// Generate one `#[tokio::test]` per case of a group, each with its own
 /// backend from `$make` (an expression).
 ///
@@ -128,7 +183,7 @@ pub trait BackendUnderTest: Send + Sync {
 #[macro_export]
 macro_rules! conformance_tests {
     (core, $make:expr) => {
-        $crate::__conformance_cases!($make;
+        $crate::__conformance_cases!(core; $make;
             pubsub::publish_subscribe,
             pubsub::many_topics,
             pubsub::resend_on_nack,
@@ -147,46 +202,46 @@ macro_rules! conformance_tests {
         );
     };
     (groups, $make:expr) => {
-        $crate::__conformance_cases!($make;
+        $crate::__conformance_cases!(groups; $make;
             pubsub::concurrent_subscribe,
             pubsub::two_groups_each_get_everything
         );
     };
     (membership_churn, $make:expr) => {
-        $crate::__conformance_cases!($make; pubsub::concurrent_close);
+        $crate::__conformance_cases!(membership_churn; $make; pubsub::concurrent_close);
     };
     (ordered, $make:expr) => {
-        $crate::__conformance_cases!($make;
+        $crate::__conformance_cases!(ordered; $make;
             pubsub::no_next_message_before_ack,
             pubsub::per_key_order
         );
     };
     (persistent, $make:expr) => {
-        $crate::__conformance_cases!($make;
+        $crate::__conformance_cases!(persistent; $make;
             pubsub::continue_after_subscribe_close,
             pubsub::unacked_messages_redelivered_after_close
         );
     };
     (replay, $make:expr) => {
-        $crate::__conformance_cases!($make; pubsub::new_group_receives_old_messages);
+        $crate::__conformance_cases!(replay; $make; pubsub::new_group_receives_old_messages);
     };
     (seek_time, $make:expr) => {
-        $crate::__conformance_cases!($make; consume_loop::replay_from_time);
+        $crate::__conformance_cases!(seek_time; $make; consume_loop::replay_from_time);
     };
     (restart, $make:expr) => {
-        $crate::__conformance_cases!($make; pubsub::reconnect_after_broker_restart);
+        $crate::__conformance_cases!(restart; $make; pubsub::reconnect_after_broker_restart);
     };
     (faults, $make:expr) => {
-        $crate::__conformance_cases!($make;
+        $crate::__conformance_cases!(faults; $make;
             faults::consume_through_broker_restarts,
             faults::produce_through_broker_restart
         );
     };
     (slow_receiver, $make:expr) => {
-        $crate::__conformance_cases!($make; faults::slow_receiver_keeps_its_lease);
+        $crate::__conformance_cases!(slow_receiver; $make; faults::slow_receiver_keeps_its_lease);
     };
     (network_faults, $make:expr) => {
-        $crate::__conformance_cases!($make;
+        $crate::__conformance_cases!(network_faults; $make;
             faults::blackhole_then_heal,
             faults::connection_reset_mid_stream
         );
@@ -196,15 +251,51 @@ macro_rules! conformance_tests {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_cases {
-    ($make:expr; $($module:ident :: $case:ident),* $(,)?) => {
+    ($group:ident; $make:expr; $($module:ident :: $case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let backend = $make;
+                if !$crate::declares(stringify!($group), stringify!($case), &backend).await {
+                    return;
+                }
                 $crate::run_case(stringify!($case), &backend, |b| Box::pin($crate::$module::$case(b))).await;
             }
         )*
     };
+}
+
+/// A capability's name and how to read it from [`Capabilities`].
+pub type CapabilityCheck = (&'static str, fn(&Capabilities) -> bool);
+
+/// The capability a group's cases need, if any.
+pub fn required_capability(group: &str) -> Option<CapabilityCheck> {
+    match group {
+        "groups" | "membership_churn" => Some(("consumer_groups", |c| c.consumer_groups)),
+        "ordered" => Some(("ordered_per_key", |c| c.ordered_per_key)),
+        "replay" => Some(("replay_from_start", |c| c.replay_from_start)),
+        "seek_time" => Some(("seek_time", |c| c.seek_time)),
+        "restart" | "faults" => Some(("persistent", |c| c.persistent)),
+        _ => None,
+    }
+}
+
+/// Whether `backend`'s transport declares what `group` needs; when it does
+/// not, says on stderr that `case` did not run and why.
+pub async fn declares<B: BackendUnderTest>(group: &str, case: &str, backend: &B) -> bool {
+    let Some((name, has)) = required_capability(group) else {
+        return true;
+    };
+    let transport = backend.transport().await;
+    let capabilities = transport.capabilities();
+    if has(&capabilities) {
+        return true;
+    }
+    eprintln!(
+        "conformance: {case} ({group}) not run: the {} transport declares {name} = false",
+        transport.name()
+    );
+    false
 }
 
 /// Run one case with an overall time limit, so a hung broker fails the case

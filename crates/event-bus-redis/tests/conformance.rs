@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use common::{connect, delete_streams, redis_url, RedisServer};
-use event_bus_conformance::{conformance_tests, BackendUnderTest};
+use event_bus_conformance::{conformance_suite, conformance_tests, BackendUnderTest};
 use openedx_events::bus::Transport;
 
 struct Redis {
@@ -77,13 +77,7 @@ fn own_server() -> Redis {
     }
 }
 
-conformance_tests!(core, shared());
-conformance_tests!(groups, shared());
-conformance_tests!(membership_churn, shared());
-conformance_tests!(ordered, shared());
-conformance_tests!(persistent, shared());
-conformance_tests!(replay, shared());
-conformance_tests!(seek_time, shared());
+conformance_suite!(shared());
 conformance_tests!(restart, own_server());
 
 /// The fault cases against a redis-server of their own (append-only file,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use event_bus_conformance::{conformance_tests, BackendUnderTest};
+use event_bus_conformance::{conformance_suite, conformance_tests, BackendUnderTest};
 use event_bus_sqlite::{SqliteOptions, SqliteTransport};
 use openedx_events::bus::Transport;
 
@@ -58,13 +58,7 @@ fn backend() -> Sqlite {
     Sqlite { _dir: dir, path }
 }
 
-conformance_tests!(core, backend());
-conformance_tests!(groups, backend());
-conformance_tests!(membership_churn, backend());
-conformance_tests!(ordered, backend());
-conformance_tests!(persistent, backend());
-conformance_tests!(replay, backend());
-conformance_tests!(seek_time, backend());
+conformance_suite!(backend());
 conformance_tests!(restart, backend());
 // The write-ahead log truncated twice under a consumer of 5000 events and
 // once under a producer (the nearest SQLite has to a broker restart). The
