@@ -100,15 +100,32 @@
 //!   `partition P offset O`, as the consumer's.
 //! - Delivery attempts are counted per member: a redelivery after a
 //!   rebalance or restart starts again at attempt 1 (Kafka does not count).
+//!
+//! ## Modules
+//!
+//! - [`settings`]: the `EVENT_BUS_KAFKA_*` settings and the librdkafka
+//!   configuration built from them;
+//! - [`wire`] and [`framing`]: the core's messages as Kafka records;
+//! - [`transport`]: the producer, browsing and dead-letter topics
+//!   ([`KafkaTransport`]);
+//! - [`subscription`]: a consumer group member ([`KafkaSubscription`]), with
+//!   [`extras`] (its `--extra` options), [`positions`] (`partition P offset
+//!   O`, `offset_time`) and [`tracker`] (what may be committed); its group
+//!   state, rebalance callbacks, replay, polling and lease keeper are
+//!   its private submodules (`subscription/`);
+//! - [`registry`]: the Confluent Schema Registry client;
+//! - `error`: librdkafka errors as transport errors.
 
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-pub mod consumer;
-mod errors;
+mod error;
+pub mod extras;
 pub mod framing;
+pub mod positions;
 pub mod registry;
 pub mod settings;
+pub mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tracker;
@@ -121,8 +138,9 @@ use async_trait::async_trait;
 use openedx_events::bus::{BackendFactory, BusError, Transport};
 use openedx_events::config::Settings;
 
-pub use consumer::{KafkaSubscription, OffsetTimeMode};
+pub use extras::OffsetTimeMode;
 pub use settings::{KafkaSettings, SETTINGS};
+pub use subscription::KafkaSubscription;
 pub use transport::KafkaTransport;
 
 /// The factory that builds a [`KafkaTransport`] from settings; add it to the

@@ -1,14 +1,21 @@
-//! The Kafka settings (Django names) and the librdkafka configuration built
-//! from them. Secrets never appear in `Debug` output, config dumps or errors.
+//! The Kafka settings (Django names), read and checked at start-up: an
+//! error names the offending key. The librdkafka configuration is built from
+//! them in `settings/client_config.rs`; `settings/secrets.rs` keeps their
+//! secrets out of `Debug` output, config dumps and errors.
+
+mod client_config;
+mod secrets;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
-use openedx_events::config::secret::{is_secret_setting, redact_url, Redactor};
+use openedx_events::config::secret::redact_url;
 use openedx_events::config::{ConfigError, Settings};
-use rdkafka::ClientConfig;
-use serde_json::Value as Json;
+
+pub use secrets::is_secret_property;
+pub(crate) use secrets::mask_text;
 
 /// Every setting the Kafka backend reads.
 pub const SETTINGS: &[&str] = &[
@@ -33,48 +40,7 @@ pub const SETTINGS: &[&str] = &[
     "EVENT_BUS_KAFKA_POLL_INTERVAL_SEC",
 ];
 
-/// librdkafka properties whose values are secrets.
-const SECRET_PROPERTIES: &[&str] = &[
-    "sasl.password",
-    "ssl.key.password",
-    "ssl.keystore.password",
-    "ssl.key.pem",
-    "ssl_key",
-    "sasl.oauthbearer.client.secret",
-    "sasl.oauthbearer.config",
-];
-
-/// librdkafka properties the backend owns: setting them through
-/// `EVENT_BUS_KAFKA_CLIENT_CONFIG` would break delivery guarantees or
-/// duplicate a setting.
-const RESERVED_PROPERTIES: &[(&str, &str)] = &[
-    ("bootstrap.servers", "use EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS"),
-    ("group.id", "the consumer group comes from the consumer"),
-    ("enable.auto.commit", "the backend commits acknowledged offsets itself"),
-    (
-        "enable.auto.offset.store",
-        "the backend commits acknowledged offsets itself",
-    ),
-    ("auto.offset.reset", "use EVENT_BUS_CONSUMER_START (earliest or latest)"),
-];
-
 pub use openedx_events::config::secret::{Secret, MASK};
-
-/// Whether a librdkafka property holds a secret: the known ones, and any
-/// whose name says so ([`is_secret_setting`]: `password`, `secret`,
-/// `token`, `key.pem`...).
-///
-/// ```
-/// use event_bus_kafka::settings::is_secret_property;
-/// assert!(is_secret_property("sasl.password"));
-/// assert!(is_secret_property("ssl.key.password"));
-/// assert!(is_secret_property("sasl.oauthbearer.config"));
-/// assert!(!is_secret_property("sasl.username"));
-/// ```
-pub fn is_secret_property(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    SECRET_PROPERTIES.contains(&n.as_str()) || is_secret_setting(&n)
-}
 
 /// `security.protocol` values.
 const PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
@@ -193,38 +159,6 @@ impl DeadLetterTopics {
     }
 }
 
-/// Secrets masked: the registry URL's credentials, and the values of
-/// secret `client_config` properties.
-impl fmt::Debug for KafkaSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let client_config: BTreeMap<&str, &str> = self
-            .client_config
-            .iter()
-            .map(|(k, v)| (k.as_str(), if is_secret_property(k) { MASK } else { v.as_str() }))
-            .collect();
-        f.debug_struct("KafkaSettings")
-            .field("bootstrap_servers", &self.bootstrap_servers)
-            .field("schema_registry_url", &redact_url(&self.schema_registry_url))
-            .field("schema_registry_auth", &self.schema_registry_auth)
-            .field("schema_registry_timeout", &self.schema_registry_timeout)
-            .field(
-                "schema_registry_unknown_id_grace",
-                &self.schema_registry_unknown_id_grace,
-            )
-            .field("security_protocol", &self.security_protocol)
-            .field("sasl_mechanism", &self.sasl_mechanism)
-            .field("sasl_credentials", &self.sasl_credentials)
-            .field("ssl_ca_location", &self.ssl_ca_location)
-            .field("ssl_certificate_location", &self.ssl_certificate_location)
-            .field("ssl_key_location", &self.ssl_key_location)
-            .field("session_timeout_ms", &self.session_timeout_ms)
-            .field("client_config", &client_config)
-            .field("client_id", &self.client_id)
-            .field("dead_letters", &self.dead_letters)
-            .finish()
-    }
-}
-
 fn non_empty(settings: &Settings, key: &str) -> Result<Option<String>, ConfigError> {
     Ok(settings.string(key)?.filter(|s| !s.trim().is_empty()))
 }
@@ -237,19 +171,6 @@ fn existing_file(settings: &Settings, key: &str) -> Result<Option<String>, Confi
         return Err(ConfigError::new(key, format!("file {path:?} does not exist")));
     }
     Ok(Some(path))
-}
-
-/// A property value as librdkafka wants it (text).
-fn property_text(key: &str, name: &str, value: &Json) -> Result<String, ConfigError> {
-    match value {
-        Json::String(s) => Ok(s.clone()),
-        Json::Bool(b) => Ok(b.to_string()),
-        Json::Number(n) => Ok(n.to_string()),
-        _ => Err(ConfigError::new(
-            format!("{key}[{name:?}]"),
-            "expected a string, number or boolean",
-        )),
-    }
 }
 
 impl KafkaSettings {
@@ -394,29 +315,7 @@ impl KafkaSettings {
                 ));
             }
         }
-        let mut client_config = BTreeMap::new();
-        const CC: &str = "EVENT_BUS_KAFKA_CLIENT_CONFIG";
-        match settings.structured(CC)? {
-            None => {}
-            Some(Json::Object(map)) => {
-                for (name, value) in map {
-                    if let Some((_, why)) = RESERVED_PROPERTIES.iter().find(|(p, _)| *p == name) {
-                        return Err(ConfigError::new(
-                            format!("{CC}[{name:?}]"),
-                            format!("cannot be set here: {why}"),
-                        ));
-                    }
-                    let text = property_text(CC, &name, &value)?;
-                    client_config.insert(name, text);
-                }
-            }
-            Some(_) => {
-                return Err(ConfigError::new(
-                    CC,
-                    "expected a table of librdkafka properties, e.g. {\"linger.ms\": 20}",
-                ))
-            }
-        }
+        let client_config = client_config::read_client_config(settings)?;
         let client_id = non_empty(settings, "EVENTS_SERVICE_NAME")?.or(non_empty(settings, "SERVICE_VARIANT")?);
         let dead_letters = DeadLetterTopics {
             enabled: settings.bool("EVENT_BUS_DEAD_LETTER_ENABLED")?.unwrap_or(true),
@@ -469,384 +368,6 @@ impl KafkaSettings {
             client_config: BTreeMap::new(),
             client_id: None,
             dead_letters: DeadLetterTopics::default(),
-        }
-    }
-
-    /// Let librdkafka check every property now, so a bad one is a
-    /// configuration error at start-up naming the setting.
-    fn check_with_librdkafka(&self) -> Result<(), ConfigError> {
-        for (name, config) in [
-            ("producer", self.producer_config()),
-            ("consumer", self.consumer_config("check")),
-        ] {
-            if let Err(e) = config.create_native_config() {
-                let text = match &e {
-                    rdkafka::error::KafkaError::ClientConfig(_, desc, key, _value) => {
-                        format!("librdkafka rejects {key:?} for the {name}: {desc}")
-                    }
-                    other => format!("librdkafka rejects the {name} configuration: {other}"),
-                };
-                let key = match &e {
-                    rdkafka::error::KafkaError::ClientConfig(_, _, key, _) if self.client_config.contains_key(key) => {
-                        format!("EVENT_BUS_KAFKA_CLIENT_CONFIG[{key:?}]")
-                    }
-                    _ => "EVENT_BUS_KAFKA_CLIENT_CONFIG".to_string(),
-                };
-                return Err(ConfigError::new(key, self.redactor().scrub(&text).into_owned()));
-            }
-        }
-        Ok(())
-    }
-
-    /// The properties both clients share.
-    pub fn common_config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.bootstrap_servers);
-        if let Some(id) = &self.client_id {
-            c.set("client.id", id);
-        }
-        if let Some(p) = &self.security_protocol {
-            c.set("security.protocol", p);
-        }
-        if let Some(m) = &self.sasl_mechanism {
-            c.set("sasl.mechanism", m);
-        }
-        if let Some((user, password)) = &self.sasl_credentials {
-            c.set("sasl.username", user);
-            c.set("sasl.password", password.expose());
-        }
-        if let Some(p) = &self.ssl_ca_location {
-            c.set("ssl.ca.location", p);
-        }
-        if let Some(p) = &self.ssl_certificate_location {
-            c.set("ssl.certificate.location", p);
-        }
-        if let Some(p) = &self.ssl_key_location {
-            c.set("ssl.key.location", p);
-        }
-        c.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
-        c
-    }
-
-    /// The producer configuration: idempotent, `acks=all`, then the extra
-    /// properties.
-    pub fn producer_config(&self) -> ClientConfig {
-        let mut c = self.common_config();
-        c.set("enable.idempotence", "true");
-        c.set("acks", "all");
-        for (k, v) in &self.client_config {
-            c.set(k, v);
-        }
-        c
-    }
-
-    /// The consumer configuration for `group`: manual commits of
-    /// acknowledged offsets only, then the extra properties. The start
-    /// position (`auto.offset.reset`) is set by the subscription.
-    pub fn consumer_config(&self, group: &str) -> ClientConfig {
-        let mut c = self.common_config();
-        c.set("group.id", group);
-        c.set("enable.auto.commit", "false");
-        c.set("enable.auto.offset.store", "false");
-        c.set("enable.partition.eof", "false");
-        if let Some(ms) = self.session_timeout_ms {
-            c.set("session.timeout.ms", ms.to_string());
-        }
-        for (k, v) in &self.client_config {
-            c.set(k, v);
-        }
-        c
-    }
-
-    /// The largest message librdkafka accepts (`message.max.bytes`, 1,000,000
-    /// by default).
-    pub fn max_message_bytes(&self) -> usize {
-        self.client_config
-            .get("message.max.bytes")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1_000_000)
-    }
-
-    /// The producer's local queue bound (`queue.buffering.max.messages`,
-    /// 100,000 by default).
-    pub fn producer_queue_max_messages(&self) -> usize {
-        self.client_config
-            .get("queue.buffering.max.messages")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(100_000)
-    }
-
-    /// A configuration as name/value pairs, secrets masked: for logs.
-    pub fn redacted_config(&self, config: &ClientConfig) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = config
-            .config_map()
-            .iter()
-            .map(|(k, v)| {
-                let v = if is_secret_property(k) {
-                    MASK.to_string()
-                } else {
-                    v.to_string()
-                };
-                (k.to_string(), v)
-            })
-            .collect();
-        out.sort();
-        out
-    }
-
-    /// The secrets of these settings (SASL password, registry credentials,
-    /// in its URL too, secret `client_config` values), to scrub from any
-    /// text librdkafka or the registry client gives back.
-    pub fn redactor(&self) -> Redactor {
-        let mut r = Redactor::from_url(&self.schema_registry_url);
-        if let Some((_, s)) = &self.sasl_credentials {
-            r.add(s);
-        }
-        if let Some((_, s)) = &self.schema_registry_auth {
-            r.add(s);
-        }
-        for (k, v) in &self.client_config {
-            if is_secret_property(k) {
-                r.add_text(v);
-            }
-        }
-        r
-    }
-}
-
-/// `text` with every secret of `settings` replaced by [`MASK`] (through
-/// [`KafkaSettings::redactor`]).
-pub(crate) fn mask_text(text: &str, settings: &KafkaSettings) -> String {
-    settings.redactor().scrub(text).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn base() -> Settings {
-        let mut s = Settings::new();
-        s.set("EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS", "b1:9092,b2:9092");
-        s.set("EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL", "http://registry:8081");
-        s
-    }
-
-    fn dump(k: &KafkaSettings, c: &ClientConfig) -> BTreeMap<String, String> {
-        k.redacted_config(c).into_iter().collect()
-    }
-
-    #[test]
-    fn minimal_settings_match_python_plus_our_guarantees() {
-        let k = KafkaSettings::from_settings(&base()).unwrap();
-        let p = dump(&k, &k.producer_config());
-        assert_eq!(p["bootstrap.servers"], "b1:9092,b2:9092");
-        assert_eq!(p["enable.idempotence"], "true");
-        assert_eq!(p["acks"], "all");
-        assert!(!p.contains_key("security.protocol"));
-        assert!(!p.contains_key("client.id"));
-        let c = dump(&k, &k.consumer_config("grp"));
-        assert_eq!(c["group.id"], "grp");
-        assert_eq!(c["enable.auto.commit"], "false");
-        assert_eq!(c["enable.auto.offset.store"], "false");
-        assert!(!c.contains_key("enable.idempotence"));
-        assert_eq!(k.max_message_bytes(), 1_000_000);
-        assert!(k.schema_registry_auth.is_none());
-    }
-
-    #[test]
-    fn required_settings_are_named() {
-        let mut s = base();
-        s.set("EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS", "");
-        assert_eq!(
-            KafkaSettings::from_settings(&s).unwrap_err().key,
-            "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS"
-        );
-        let mut s = Settings::new();
-        s.set("EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS", "b:9092");
-        assert_eq!(
-            KafkaSettings::from_settings(&s).unwrap_err().key,
-            "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL"
-        );
-        let mut s = base();
-        s.set("EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL", "registry:8081");
-        assert_eq!(
-            KafkaSettings::from_settings(&s).unwrap_err().key,
-            "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL"
-        );
-    }
-
-    #[test]
-    fn api_key_and_secret_mean_sasl_ssl_plain_as_python() {
-        let mut s = base();
-        s.set("EVENT_BUS_KAFKA_API_KEY", "the-key");
-        s.set("EVENT_BUS_KAFKA_API_SECRET", "s3cr3t-value");
-        let k = KafkaSettings::from_settings(&s).unwrap();
-        let p = dump(&k, &k.producer_config());
-        assert_eq!(p["security.protocol"], "SASL_SSL");
-        assert_eq!(p["sasl.mechanism"], "PLAIN");
-        assert_eq!(p["sasl.username"], "the-key");
-        assert_eq!(p["sasl.password"], MASK);
-        assert!(!format!("{k:?}").contains("s3cr3t-value"));
-        assert!(!format!("{:?}", k.redacted_config(&k.consumer_config("g"))).contains("s3cr3t-value"));
-        assert_eq!(
-            mask_text("auth failed for s3cr3t-value", &k),
-            "auth failed for ********"
-        );
-    }
-
-    #[test]
-    fn half_set_credentials_are_errors() {
-        let mut s = base();
-        s.set("EVENT_BUS_KAFKA_API_KEY", "k");
-        assert_eq!(
-            KafkaSettings::from_settings(&s).unwrap_err().key,
-            "EVENT_BUS_KAFKA_API_SECRET"
-        );
-        let mut s = base();
-        s.set("EVENT_BUS_KAFKA_SASL_USERNAME", "u");
-        assert_eq!(
-            KafkaSettings::from_settings(&s).unwrap_err().key,
-            "EVENT_BUS_KAFKA_SASL_PASSWORD"
-        );
-        let mut s = base();
-        s.set("EVENT_BUS_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512");
-        assert_eq!(
-            KafkaSettings::from_settings(&s).unwrap_err().key,
-            "EVENT_BUS_KAFKA_SASL_MECHANISM"
-        );
-    }
-
-    #[test]
-    fn scram_with_explicit_protocol_and_tls_files() {
-        let dir = std::env::temp_dir().join(format!("kafka-settings-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ca = dir.join("ca.pem");
-        std::fs::write(&ca, "x").unwrap();
-        let mut s = base();
-        s.set("EVENT_BUS_KAFKA_SASL_MECHANISM", "scram-sha-256");
-        s.set("EVENT_BUS_KAFKA_SASL_USERNAME", "alice");
-        s.set("EVENT_BUS_KAFKA_SASL_PASSWORD", "pw-123456");
-        s.set("EVENT_BUS_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT");
-        s.set("EVENT_BUS_KAFKA_SSL_CA_LOCATION", ca.to_str().unwrap());
-        s.set("EVENTS_SERVICE_NAME", "lms");
-        s.set("EVENT_BUS_KAFKA_SESSION_TIMEOUT_MS", "6000");
-        let k = KafkaSettings::from_settings(&s).unwrap();
-        let c = dump(&k, &k.consumer_config("g"));
-        assert_eq!(c["sasl.mechanism"], "SCRAM-SHA-256");
-        assert_eq!(c["security.protocol"], "SASL_PLAINTEXT");
-        assert_eq!(c["sasl.password"], MASK);
-        assert_eq!(c["ssl.ca.location"], ca.to_str().unwrap());
-        assert_eq!(c["client.id"], "lms");
-        assert_eq!(c["session.timeout.ms"], "6000");
-        s.set("EVENT_BUS_KAFKA_SSL_KEY_LOCATION", "/does/not/exist.pem");
-        assert_eq!(
-            KafkaSettings::from_settings(&s).unwrap_err().key,
-            "EVENT_BUS_KAFKA_SSL_KEY_LOCATION"
-        );
-        std::fs::remove_dir_all(&dir).ok();
-    }
-
-    #[test]
-    fn service_variant_is_the_fallback_client_id() {
-        let mut s = base();
-        s.set("SERVICE_VARIANT", "cms");
-        assert_eq!(
-            KafkaSettings::from_settings(&s).unwrap().client_id.as_deref(),
-            Some("cms")
-        );
-        s.set("EVENTS_SERVICE_NAME", "discovery");
-        assert_eq!(
-            KafkaSettings::from_settings(&s).unwrap().client_id.as_deref(),
-            Some("discovery")
-        );
-    }
-
-    #[test]
-    fn client_config_table_is_applied_checked_and_masked() {
-        let mut s = base();
-        s.set(
-            "EVENT_BUS_KAFKA_CLIENT_CONFIG",
-            serde_json::json!({"linger.ms": 20, "message.max.bytes": 2000000, "ssl.key.password": "kp-secret"}),
-        );
-        let k = KafkaSettings::from_settings(&s).unwrap();
-        assert_eq!(k.max_message_bytes(), 2_000_000);
-        let p = dump(&k, &k.producer_config());
-        assert_eq!(p["linger.ms"], "20");
-        assert_eq!(p["ssl.key.password"], MASK);
-
-        s.set("EVENT_BUS_KAFKA_CLIENT_CONFIG", r#"{"enable.auto.commit": true}"#);
-        let e = KafkaSettings::from_settings(&s).unwrap_err();
-        assert_eq!(e.key, r#"EVENT_BUS_KAFKA_CLIENT_CONFIG["enable.auto.commit"]"#);
-
-        s.set("EVENT_BUS_KAFKA_CLIENT_CONFIG", r#"{"no.such.property": 1}"#);
-        let e = KafkaSettings::from_settings(&s).unwrap_err();
-        assert_eq!(e.key, r#"EVENT_BUS_KAFKA_CLIENT_CONFIG["no.such.property"]"#, "{e:?}");
-
-        s.set("EVENT_BUS_KAFKA_CLIENT_CONFIG", r#"{"linger.ms": "soon"}"#);
-        let e = KafkaSettings::from_settings(&s).unwrap_err();
-        assert_eq!(e.key, r#"EVENT_BUS_KAFKA_CLIENT_CONFIG["linger.ms"]"#, "{e:?}");
-
-        s.set("EVENT_BUS_KAFKA_CLIENT_CONFIG", "[1, 2]");
-        assert_eq!(
-            KafkaSettings::from_settings(&s).unwrap_err().key,
-            "EVENT_BUS_KAFKA_CLIENT_CONFIG"
-        );
-    }
-
-    #[test]
-    fn bad_values_name_their_key() {
-        for (key, value) in [
-            ("EVENT_BUS_KAFKA_SECURITY_PROTOCOL", "TLS"),
-            ("EVENT_BUS_KAFKA_SESSION_TIMEOUT_MS", "soon"),
-            ("EVENT_BUS_KAFKA_SESSION_TIMEOUT_MS", "0"),
-            ("EVENT_BUS_KAFKA_SCHEMA_REGISTRY_TIMEOUT", "-1"),
-        ] {
-            let mut s = base();
-            s.set(key, value);
-            assert_eq!(KafkaSettings::from_settings(&s).unwrap_err().key, key, "{key}={value}");
-        }
-    }
-
-    #[test]
-    fn registry_credentials_are_basic_auth_and_masked() {
-        let mut s = base();
-        s.set("EVENT_BUS_KAFKA_SCHEMA_REGISTRY_API_KEY", "rk");
-        s.set("EVENT_BUS_KAFKA_SCHEMA_REGISTRY_API_SECRET", "reg-secret-1");
-        let k = KafkaSettings::from_settings(&s).unwrap();
-        let (user, pass) = k.schema_registry_auth.clone().unwrap();
-        assert_eq!((user.as_str(), pass.expose()), ("rk", "reg-secret-1"));
-        assert!(!format!("{k:?}").contains("reg-secret-1"));
-        assert_eq!(k.redactor().scrub("x reg-secret-1 y"), "x ******** y");
-    }
-
-    #[test]
-    fn debug_shows_no_secret_even_with_url_characters() {
-        let mut s = base();
-        s.set(
-            "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL",
-            "https://rkey:Yv/8q@Lm@registry.example:8081/api",
-        );
-        s.set("EVENT_BUS_KAFKA_SASL_USERNAME", "alice");
-        s.set("EVENT_BUS_KAFKA_SASL_PASSWORD", "Qz/3x@Wp");
-        s.set(
-            "EVENT_BUS_KAFKA_CLIENT_CONFIG",
-            serde_json::json!({"ssl.key.password": "Kd/7r@Hn", "sasl.oauthbearer.config": "Tc/5s@Gb", "linger.ms": 5}),
-        );
-        let k = KafkaSettings::from_settings(&s).unwrap();
-        let debug = format!("{k:?}");
-        for piece in ["Yv", "8q", "Lm@", "Qz", "3x", "Wp", "Kd", "7r", "Hn", "Tc", "5s", "Gb"] {
-            assert!(!debug.contains(piece), "{piece} in {debug}");
-        }
-        assert!(
-            debug.contains("https://rkey:********@registry.example:8081/api"),
-            "{debug}"
-        );
-        assert!(debug.contains("\"linger.ms\": \"5\""), "{debug}");
-        let r = k.redactor();
-        assert_eq!(r.scrub("Yv/8q@Lm Qz/3x@Wp Kd/7r@Hn"), "******** ******** ********");
-        let dump = format!("{:?}", k.redacted_config(&k.producer_config()));
-        for piece in ["Qz", "Kd", "Tc"] {
-            assert!(!dump.contains(piece), "{piece} in {dump}");
         }
     }
 }

@@ -20,11 +20,16 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 
-use crate::consumer::{parse_position, position, raw_message, KafkaSubscription, BROKER_CALL_TIMEOUT};
-use crate::errors::{self, transport_error};
+use crate::error::{self, transport_error};
+use crate::positions::{parse_position, position};
 use crate::registry::SchemaRegistry;
 use crate::settings::{mask_text, KafkaSettings};
-use crate::wire::{build_record, decode_incoming, DecodeFailure};
+use crate::subscription::KafkaSubscription;
+use crate::wire::{build_record, decode_incoming, raw_message, DecodeFailure};
+
+/// How long blocking broker calls may take (metadata, watermarks, offsets
+/// for times, seeks, topic creation).
+pub(crate) const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The producer's context: librdkafka logs to tracing, fatal errors noted.
 pub(crate) struct ProducerContext {
@@ -34,7 +39,7 @@ pub(crate) struct ProducerContext {
 
 impl ClientContext for ProducerContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        errors::log(level, fac, &mask_text(log_message, &self.settings));
+        error::log(level, fac, &mask_text(log_message, &self.settings));
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -225,7 +230,7 @@ impl KafkaTransport {
     /// producer, as an idempotence violation would.
     #[cfg(feature = "testing")]
     pub fn inject_fatal_error_for_tests(&self, reason: &str) -> Result<(), String> {
-        crate::errors::inject_fatal_error(self.producer.client().native_ptr(), reason)
+        crate::error::inject_fatal_error(self.producer.client().native_ptr(), reason)
     }
 
     fn check_fatal(&self) -> Result<(), TransportError> {
@@ -413,12 +418,12 @@ fn creation_refused(dlq: &str, code: RDKafkaErrorCode) -> Result<(), TransportEr
     match code {
         RDKafkaErrorCode::NoError | RDKafkaErrorCode::TopicAlreadyExists => Ok(()),
         code if matches!(
-            errors::kind_of(Some(code)),
+            error::kind_of(Some(code)),
             TransportErrorKind::Connection | TransportErrorKind::Timeout
         ) =>
         {
             Err(TransportError::new(
-                errors::kind_of(Some(code)),
+                error::kind_of(Some(code)),
                 format!("cannot create the dead-letter topic {dlq}: {code}"),
             ))
         }

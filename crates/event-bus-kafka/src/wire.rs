@@ -13,6 +13,7 @@
 
 use openedx_events::bus::transport::{IncomingEvent, OutgoingMessage, RawMessage, TransportError};
 use openedx_events::bus::wire::{cloudevent_headers, cloudevent_incoming};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 
 use crate::framing::{frame, unframe};
 use crate::registry::{RegistryError, SchemaRegistry};
@@ -142,4 +143,27 @@ pub async fn decode_incoming(raw: &RawMessage, registry: &SchemaRegistry) -> Res
     incoming.body = body.to_vec();
     incoming.writer_schema = Some(writer);
     Ok(incoming)
+}
+
+/// A message taken from Kafka as the core holds it (topic, key, headers,
+/// value and broker timestamp).
+pub(crate) fn raw_message(m: &BorrowedMessage<'_>) -> RawMessage {
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|hdr| (hdr.key.to_string(), hdr.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    RawMessage {
+        topic: m.topic().to_string(),
+        key: m.key().map(<[u8]>::to_vec),
+        headers,
+        value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        timestamp: m
+            .timestamp()
+            .to_millis()
+            .and_then(chrono::DateTime::from_timestamp_millis),
+    }
 }

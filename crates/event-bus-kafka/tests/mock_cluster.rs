@@ -6,6 +6,8 @@
 //! `concurrent_close`, which tansu's group coordinator cannot run reliably
 //! (see tests/conformance.rs).
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,44 +16,31 @@ use async_trait::async_trait;
 use event_bus_kafka::testing::RegistryDouble;
 use event_bus_kafka::{KafkaSettings, KafkaTransport};
 use openedx_events::bus::transport::{
-    Delivery, OutgoingMessage, RawMessage, StartPosition, SubscribeRequest, Subscription, Transport, TransportError,
+    Delivery, OutgoingMessage, RawMessage, SubscribeRequest, Subscription, Transport, TransportError,
     TransportErrorKind,
 };
 use openedx_events::bus::{ConsumerError, ConsumerOptions, EventBusConsumer, EventBusProducer};
 use openedx_events::catalog;
 use openedx_events::metadata::EventsMetadata;
 use openedx_events::signal::Registry;
-use openedx_events::value::{Record, Value};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
-const LOGIN: &str = "org.openedx.learning.auth.session.login.completed.v1";
+use common::{committed_offsets, fast_settings, init_tracing, login, publish_logins, request, LOGIN};
 
 struct Fixture {
     cluster: MockCluster<'static, DefaultProducerContext>,
     registry: RegistryDouble,
 }
 
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-}
-
-/// Settings for fast tests: short sessions, small linger.
+/// Settings for fast tests on the mock cluster.
 fn settings(bootstrap: &str, registry: &str) -> KafkaSettings {
-    let mut s = KafkaSettings::new(bootstrap, registry);
+    let mut s = fast_settings(bootstrap, registry);
     // The mock broker has no CreateTopics: subscriptions do not look for
     // their dead-letter topic (tests/tansu_dead_letters.rs does).
     s.dead_letters.enabled = false;
-    s.session_timeout_ms = Some(6000);
     s.client_config.insert("heartbeat.interval.ms".into(), "500".into());
-    s.client_config.insert("linger.ms".into(), "1".into());
     s
 }
 
@@ -76,62 +65,12 @@ impl Fixture {
 
     /// The committed offset of `group` on each partition (-1: none).
     fn committed(&self, topic: &str, group: &str, partitions: i32) -> Vec<i64> {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.cluster.bootstrap_servers())
-            .set("group.id", group)
-            .create()
-            .expect("a client");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition(topic, p);
-        }
-        let got = c
-            .committed_offsets(tpl, Duration::from_secs(5))
-            .expect("committed offsets");
-        (0..partitions)
-            .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o,
-                _ => -1,
-            })
-            .collect()
+        committed_offsets(&self.cluster.bootstrap_servers(), topic, group, partitions)
     }
-}
-
-fn login(i: i64) -> Record {
-    let pii = Record::new()
-        .with("username", Value::from(format!("user-{i}")))
-        .with("email", Value::from(format!("u{i}@example.com")))
-        .with("name", Value::from(format!("User {i}")));
-    let user = Record::new()
-        .with("id", Value::Long(i))
-        .with("is_active", Value::Boolean(true))
-        .with("pii", Value::Record(pii));
-    Record::new().with("user", Value::Record(user))
 }
 
 async fn publish(t: &Arc<dyn Transport>, topic: &str, n: i64) -> Vec<EventsMetadata> {
-    let producer = EventBusProducer::new(t.clone(), None);
-    let et = catalog::get(LOGIN).unwrap();
-    let mut out = Vec::new();
-    for i in 0..n {
-        let m = EventsMetadata::new(LOGIN, 0);
-        producer
-            .send(et, topic, Some("user.pii.username"), &login(i), &m)
-            .await
-            .expect("publish");
-        out.push(m);
-    }
-    out
-}
-
-fn request(topic: &str, group: &str) -> SubscribeRequest {
-    SubscribeRequest {
-        topic: topic.into(),
-        group: group.into(),
-        consumer_name: "test".into(),
-        start: StartPosition::Earliest,
-        extras: Default::default(),
-    }
+    publish_logins(t, topic, 0, n).await
 }
 
 async fn receive_n(sub: &mut dyn Subscription, n: usize) -> Vec<Delivery> {
@@ -149,7 +88,7 @@ async fn receive_n(sub: &mut dyn Subscription, n: usize) -> Vec<Delivery> {
 }
 
 fn offset_of(d: &Delivery) -> i64 {
-    event_bus_kafka::consumer::parse_position(&d.position)
+    event_bus_kafka::positions::parse_position(&d.position)
         .expect("a position")
         .1
 }

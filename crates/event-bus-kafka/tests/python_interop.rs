@@ -250,12 +250,12 @@ async fn python_producer_to_rust_consumer() {
             Ok(p) => p,
             Err(e) => panic!("copy of {} (key {:02x?}): {e}", d.position, d.raw.key),
         };
-        let partition = |pos: &str| event_bus_kafka::consumer::parse_position(pos).unwrap().0;
+        let partition = |pos: &str| event_bus_kafka::positions::parse_position(pos).unwrap().0;
         assert_eq!(partition(&ours), partition(&d.position), "key {:02x?}", d.raw.key);
     }
     let used: HashSet<i32> = raw
         .iter()
-        .map(|d| event_bus_kafka::consumer::parse_position(&d.position).unwrap().0)
+        .map(|d| event_bus_kafka::positions::parse_position(&d.position).unwrap().0)
         .collect();
     assert_eq!(used.len(), PARTITIONS as usize, "the keys spread over every partition");
 }

@@ -5,47 +5,24 @@
 //! `offset_time` extra, and the Python `reset_only` mode), where a new group
 //! starts, and a subscription to a topic that does not exist yet.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use event_bus_kafka::testing::{create_topics, RegistryDouble, TansuBroker};
+use event_bus_kafka::testing::create_topics;
 use event_bus_kafka::{KafkaSettings, KafkaTransport};
-use openedx_events::bus::transport::{Delivery, SeekTarget, StartPosition, SubscribeRequest, Subscription, Transport};
-use openedx_events::bus::EventBusProducer;
-use openedx_events::catalog;
-use openedx_events::metadata::EventsMetadata;
-use openedx_events::value::{Record, Value};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::ClientConfig;
+use openedx_events::bus::transport::{Delivery, SeekTarget, StartPosition, Subscription, Transport};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-const LOGIN: &str = "org.openedx.learning.auth.session.login.completed.v1";
-
-struct Env {
-    broker: TansuBroker,
-    registry: RegistryDouble,
-}
+use common::{publish_ids as publish, request, TansuEnv as Env};
 
 impl Env {
-    fn start() -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-        Env {
-            broker: TansuBroker::start_for_tests().unwrap_or_else(|e| panic!("{e}")),
-            registry: RegistryDouble::start().expect("registry double"),
-        }
-    }
-
     fn settings(&self) -> KafkaSettings {
-        let mut s = KafkaSettings::new(self.broker.bootstrap_servers(), self.registry.url());
-        s.session_timeout_ms = Some(6000);
+        let mut s = self.fast_settings();
         s.client_config.insert("heartbeat.interval.ms".into(), "500".into());
-        s.client_config.insert("linger.ms".into(), "1".into());
         s
     }
 
@@ -54,67 +31,7 @@ impl Env {
     }
 
     fn topic(&self, partitions: i32) -> String {
-        let t = format!("tansu-{}", &Uuid::new_v4().simple().to_string()[..12]);
-        create_topics(&self.broker.bootstrap_servers(), &[&t], partitions).unwrap_or_else(|e| panic!("{e}"));
-        t
-    }
-
-    fn committed(&self, topic: &str, group: &str, partitions: i32) -> Vec<i64> {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.broker.bootstrap_servers())
-            .set("group.id", group)
-            .create()
-            .expect("a client");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition(topic, p);
-        }
-        let got = c
-            .committed_offsets(tpl, Duration::from_secs(5))
-            .expect("committed offsets");
-        (0..partitions)
-            .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o,
-                _ => -1,
-            })
-            .collect()
-    }
-}
-
-fn login(i: i64) -> Record {
-    let pii = Record::new()
-        .with("username", Value::from(format!("user-{i}")))
-        .with("email", Value::from(format!("u{i}@example.com")))
-        .with("name", Value::from(format!("User {i}")));
-    let user = Record::new()
-        .with("id", Value::Long(i))
-        .with("is_active", Value::Boolean(true))
-        .with("pii", Value::Record(pii));
-    Record::new().with("user", Value::Record(user))
-}
-
-async fn publish(t: &Arc<dyn Transport>, topic: &str, from: i64, n: i64) -> Vec<Uuid> {
-    let producer = EventBusProducer::new(t.clone(), None);
-    let et = catalog::get(LOGIN).expect("login");
-    let mut out = Vec::new();
-    for i in from..from + n {
-        let m = EventsMetadata::new(LOGIN, 0);
-        producer
-            .send(et, topic, Some("user.pii.username"), &login(i), &m)
-            .await
-            .expect("publish");
-        out.push(m.id);
-    }
-    out
-}
-
-fn request(topic: &str, group: &str) -> SubscribeRequest {
-    SubscribeRequest {
-        topic: topic.into(),
-        group: group.into(),
-        consumer_name: "test".into(),
-        start: StartPosition::Earliest,
-        extras: Default::default(),
+        self.new_topic("tansu", partitions)
     }
 }
 
@@ -301,7 +218,7 @@ async fn reset_only_mode_moves_the_group_and_delivers_nothing() {
     let ids: Vec<i64> = got
         .iter()
         .map(|d| {
-            event_bus_kafka::consumer::parse_position(&d.position)
+            event_bus_kafka::positions::parse_position(&d.position)
                 .expect("position")
                 .1
         })

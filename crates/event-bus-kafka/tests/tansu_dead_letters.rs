@@ -3,44 +3,23 @@
 //! `browse` reads a topic without a consumer group, as the `event-bus dlq`
 //! commands do.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use event_bus_kafka::testing::{create_topics, RegistryDouble, TansuBroker};
+use event_bus_kafka::testing::create_topics;
 use event_bus_kafka::{KafkaSettings, KafkaTransport};
-use openedx_events::bus::transport::{RawMessage, StartPosition, SubscribeRequest, Transport};
-use openedx_events::bus::EventBusProducer;
-use openedx_events::catalog;
-use openedx_events::metadata::EventsMetadata;
-use openedx_events::value::{Record, Value};
+use openedx_events::bus::transport::{RawMessage, Transport};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use uuid::Uuid;
 
-const LOGIN: &str = "org.openedx.learning.auth.session.login.completed.v1";
-
-struct Env {
-    broker: TansuBroker,
-    registry: RegistryDouble,
-}
+use common::{publish_ids, request, TansuEnv as Env};
 
 impl Env {
-    fn start() -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-        Env {
-            broker: TansuBroker::start_for_tests().unwrap_or_else(|e| panic!("{e}")),
-            registry: RegistryDouble::start().expect("registry double"),
-        }
-    }
-
     fn settings(&self) -> KafkaSettings {
-        let mut s = KafkaSettings::new(self.broker.bootstrap_servers(), self.registry.url());
-        s.session_timeout_ms = Some(6000);
-        s.client_config.insert("linger.ms".into(), "1".into());
-        s
+        self.fast_settings()
     }
 
     fn transport(&self) -> KafkaTransport {
@@ -48,9 +27,7 @@ impl Env {
     }
 
     fn topic(&self, partitions: i32) -> String {
-        let t = format!("dlq-{}", &Uuid::new_v4().simple().to_string()[..12]);
-        create_topics(&self.broker.bootstrap_servers(), &[&t], partitions).unwrap_or_else(|e| panic!("{e}"));
-        t
+        self.new_topic("dlq", partitions)
     }
 
     /// The partition count of a topic, `None` if the broker does not list it.
@@ -67,49 +44,12 @@ impl Env {
     }
 }
 
-fn login(i: i64) -> Record {
-    let pii = Record::new()
-        .with("username", Value::from(format!("user-{i}")))
-        .with("email", Value::from(format!("u{i}@example.com")))
-        .with("name", Value::from(format!("User {i}")));
-    let user = Record::new()
-        .with("id", Value::Long(i))
-        .with("is_active", Value::Boolean(true))
-        .with("pii", Value::Record(pii));
-    Record::new().with("user", Value::Record(user))
-}
-
-async fn publish(t: &Arc<dyn Transport>, topic: &str, n: i64) -> Vec<Uuid> {
-    let producer = EventBusProducer::new(t.clone(), None);
-    let et = catalog::get(LOGIN).expect("login");
-    let mut out = Vec::new();
-    for i in 0..n {
-        let m = EventsMetadata::new(LOGIN, 0);
-        producer
-            .send(et, topic, Some("user.pii.username"), &login(i), &m)
-            .await
-            .expect("publish");
-        out.push(m.id);
-    }
-    out
-}
-
-fn request(topic: &str) -> SubscribeRequest {
-    SubscribeRequest {
-        topic: topic.into(),
-        group: "g".into(),
-        consumer_name: "test".into(),
-        start: StartPosition::Earliest,
-        extras: Default::default(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browse_reads_a_topic_without_a_group_in_order_and_after_a_position() {
     let env = Env::start();
     let topic = env.topic(1);
     let t: Arc<dyn Transport> = Arc::new(env.transport());
-    let sent = publish(&t, &topic, 3).await;
+    let sent = publish_ids(&t, &topic, 0, 3).await;
     let all = t.browse(&topic, None, 10).await.expect("browse");
     let ids: Vec<Uuid> = all
         .iter()
@@ -138,7 +78,7 @@ async fn browse_pages_through_every_partition_once() {
     let env = Env::start();
     let topic = env.topic(3);
     let t: Arc<dyn Transport> = Arc::new(env.transport());
-    let mut sent = publish(&t, &topic, 9).await;
+    let mut sent = publish_ids(&t, &topic, 0, 9).await;
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -160,7 +100,7 @@ async fn subscribing_creates_the_missing_dead_letter_topic() {
     let dlq = format!("{topic}-dlq");
     assert_eq!(env.partitions(&dlq), None, "no dead-letter topic yet");
     let t = env.transport();
-    let mut sub = t.subscribe(&request(&topic)).await.expect("subscribe");
+    let mut sub = t.subscribe(&request(&topic, "g")).await.expect("subscribe");
     assert_eq!(env.partitions(&dlq), Some(3), "as many partitions as its topic");
     // A dead letter can be published there now.
     let position = t
@@ -180,11 +120,11 @@ async fn subscribing_creates_the_missing_dead_letter_topic() {
     // subscription once it does (creating it meanwhile kept the waiting
     // member from ever being assigned its topic on tansu).
     let later = format!("later-{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let mut sub = t.subscribe(&request(&later)).await.expect("subscribe");
+    let mut sub = t.subscribe(&request(&later, "g")).await.expect("subscribe");
     assert_eq!(env.partitions(&format!("{later}-dlq")), None);
     sub.close().await.unwrap();
     create_topics(&env.broker.bootstrap_servers(), &[&later], 2).unwrap();
-    let mut sub = t.subscribe(&request(&later)).await.expect("subscribe");
+    let mut sub = t.subscribe(&request(&later, "g")).await.expect("subscribe");
     assert_eq!(env.partitions(&format!("{later}-dlq")), Some(2));
     sub.close().await.unwrap();
 
@@ -193,7 +133,7 @@ async fn subscribing_creates_the_missing_dead_letter_topic() {
     settings.dead_letters.enabled = false;
     let off = KafkaTransport::connect(settings).unwrap();
     let other = env.topic(1);
-    let mut sub = off.subscribe(&request(&other)).await.expect("subscribe");
+    let mut sub = off.subscribe(&request(&other, "g")).await.expect("subscribe");
     assert_eq!(env.partitions(&format!("{other}-dlq")), None);
     sub.close().await.unwrap();
 }
@@ -207,7 +147,7 @@ async fn a_named_dead_letter_topic_is_created_with_the_prefix() {
     settings.dead_letters.topic = Some(name.clone());
     settings.dead_letters.prefix = Some("stage".into());
     let t = KafkaTransport::connect(settings).unwrap();
-    let mut sub = t.subscribe(&request(&topic)).await.expect("subscribe");
+    let mut sub = t.subscribe(&request(&topic, "g")).await.expect("subscribe");
     assert_eq!(env.partitions(&format!("stage-{name}")), Some(2));
     sub.close().await.unwrap();
 }
