@@ -1,15 +1,16 @@
-//! Connections with a time limit on every call, and Redis errors as
-//! transport errors (with the password scrubbed).
+//! Connections of the `redis` crate with a time limit on every call, their
+//! errors mapped by [`crate::error`] (with the password scrubbed).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openedx_events::bus::transport::{TransportError, TransportErrorKind};
+use openedx_events::bus::transport::TransportError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, Pipeline, RedisError, ServerErrorKind, Value};
+use redis::{Cmd, Pipeline, RedisError, Value};
 
-use crate::config::{Redactor, RedisConfig};
+use crate::error::{from_redis, no_reply, prefixed};
+use crate::settings::{Redactor, RedisConfig};
 
 /// A reconnecting connection (`ConnectionManager`: reconnects with backoff
 /// after a dropped connection) whose every call is bounded in time.
@@ -129,17 +130,7 @@ impl Conn {
                 }
                 Err((from_redis(what, &e, &self.secret), dropped))
             }
-            Err(_) => Err((
-                TransportError::new(
-                    TransportErrorKind::Timeout,
-                    prefixed(
-                        what,
-                        format!("no reply from Redis within {limit:?} (EVENT_BUS_REDIS_COMMAND_TIMEOUT)"),
-                    ),
-                ),
-                false,
-            ))
-            .inspect_err(|_| {
+            Err(_) => Err((no_reply(what, limit), false)).inspect_err(|_| {
                 self.troubles.fetch_add(1, Ordering::Relaxed);
             }),
         }
@@ -161,46 +152,5 @@ impl Conn {
     /// A Redis error as a transport error (see [`from_redis`]).
     pub(crate) fn error(&self, what: &str, e: &RedisError) -> TransportError {
         from_redis(what, e, &self.secret)
-    }
-}
-
-/// A Redis error as a transport error: authentication and permission
-/// failures are fatal, a bad URL is a configuration error, I/O failures and
-/// a server that is loading or failing over are connection errors (retried
-/// later), other server errors are rejections.
-pub(crate) fn from_redis(what: &str, e: &RedisError, secret: &Redactor) -> TransportError {
-    use redis::ErrorKind as K;
-    let code = e.code().unwrap_or_default();
-    let kind = if matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM") || e.kind() == K::AuthenticationFailed {
-        TransportErrorKind::Fatal
-    } else {
-        match e.kind() {
-            K::InvalidClientConfig => TransportErrorKind::Config,
-            K::Io if e.is_timeout() => TransportErrorKind::Timeout,
-            K::Io => TransportErrorKind::Connection,
-            K::Server(
-                ServerErrorKind::BusyLoading
-                | ServerErrorKind::TryAgain
-                | ServerErrorKind::MasterDown
-                | ServerErrorKind::ClusterDown
-                | ServerErrorKind::ReadOnly,
-            ) => TransportErrorKind::Connection,
-            K::Server(_) | K::Extension => TransportErrorKind::Rejected,
-            _ => TransportErrorKind::Other,
-        }
-    };
-    let hint = match kind {
-        TransportErrorKind::Fatal => " (check the user and password of EVENT_BUS_REDIS_CONNECTION_URL)",
-        _ => "",
-    };
-    TransportError::new(kind, secret.scrub(&prefixed(what, format!("{e}{hint}"))).into_owned())
-}
-
-/// `what: message`, or the message alone when `what` is empty.
-pub(crate) fn prefixed(what: &str, message: String) -> String {
-    if what.is_empty() {
-        message
-    } else {
-        format!("{what}: {message}")
     }
 }

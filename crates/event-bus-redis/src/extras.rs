@@ -1,8 +1,10 @@
-//! The consumer options of edx-event-bus-redis (`--extra` JSON), checked.
+//! The consumer options of edx-event-bus-redis (`--extra` JSON), checked by
+//! the core's parser.
 
 use std::time::Duration;
 
-use openedx_events::bus::transport::{TransportError, TransportErrorKind};
+use openedx_events::bus::extras::Extras as CoreExtras;
+use openedx_events::bus::transport::TransportError;
 use serde_json::{Map, Value as Json};
 
 use crate::wire::EntryId;
@@ -65,77 +67,36 @@ pub(crate) struct Extras {
     pub skip_backlog: bool,
 }
 
-fn config_error(name: &str, message: impl std::fmt::Display) -> TransportError {
-    TransportError::new(
-        TransportErrorKind::Config,
-        format!("redis consumer option (--extra) \"{name}\": {message}"),
-    )
-}
-
 impl Extras {
-    /// Check the extras: unknown names and wrong types are configuration
-    /// errors naming the extra. `null` means not given.
-    pub(crate) fn parse(extras: &Map<String, Json>) -> Result<Self, TransportError> {
-        let mut out = Extras::default();
-        let mut claim_off = false;
-        for (name, value) in extras {
-            if value.is_null() {
-                continue;
+    /// Check the extras with the core's parser: unknown names and wrong
+    /// types are configuration errors naming the extra. `null` means not
+    /// given.
+    pub(crate) fn parse(given: &Map<String, Json>) -> Result<Self, TransportError> {
+        let extras = CoreExtras::new("redis", given, &KNOWN)?;
+        let last_read_msg_id = match extras.value(LAST_READ_MSG_ID) {
+            None => None,
+            Some(Json::String(s)) if s == "$" => Some(SetId::End),
+            Some(Json::String(s)) => Some(SetId::Entry(
+                s.parse::<EntryId>().map_err(|e| extras.error(LAST_READ_MSG_ID, e))?,
+            )),
+            Some(other) => {
+                return Err(extras.error(LAST_READ_MSG_ID, format!("expected an entry id string, found {other}")))
             }
-            match name.as_str() {
-                CONSUMER_NAME => match value {
-                    Json::String(s) if !s.trim().is_empty() => out.consumer_name = Some(s.clone()),
-                    other => {
-                        return Err(config_error(
-                            name,
-                            format!("expected a non-empty string, found {other}"),
-                        ))
-                    }
-                },
-                LAST_READ_MSG_ID => match value {
-                    Json::String(s) if s == "$" => out.last_read_msg_id = Some(SetId::End),
-                    Json::String(s) => {
-                        let id: EntryId = s.parse().map_err(|e| config_error(name, e))?;
-                        out.last_read_msg_id = Some(SetId::Entry(id));
-                    }
-                    other => {
-                        return Err(config_error(
-                            name,
-                            format!("expected an entry id string, found {other}"),
-                        ))
-                    }
-                },
-                CHECK_BACKLOG => match value {
-                    Json::Bool(b) => out.check_backlog = Some(*b),
-                    other => return Err(config_error(name, format!("expected true or false, found {other}"))),
-                },
-                CLAIM_MSGS_OLDER_THAN => match value.as_u64() {
-                    Some(0) => claim_off = true,
-                    Some(ms) => out.claim_msgs_older_than = Some(Duration::from_millis(ms)),
-                    None => {
-                        return Err(config_error(
-                            name,
-                            format!("expected a non-negative integer of milliseconds, found {value}"),
-                        ))
-                    }
-                },
-                SKIP_BACKLOG => match value {
-                    Json::Bool(b) => out.skip_backlog = *b,
-                    other => return Err(config_error(name, format!("expected true or false, found {other}"))),
-                },
-                other => {
-                    return Err(config_error(
-                        other,
-                        format!("unknown option for the redis backend (known: {})", KNOWN.join(", ")),
-                    ))
-                }
-            }
-        }
-        if out.claim_msgs_older_than.is_none() && !claim_off {
-            out.claim_msgs_older_than = Some(DEFAULT_CLAIM_AFTER);
-        }
+        };
+        let claim_msgs_older_than = match extras.u64(CLAIM_MSGS_OLDER_THAN, "of milliseconds")? {
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms)),
+            None => Some(DEFAULT_CLAIM_AFTER),
+        };
+        let out = Extras {
+            consumer_name: extras.string(CONSUMER_NAME)?.map(str::to_string),
+            last_read_msg_id,
+            check_backlog: extras.bool(CHECK_BACKLOG)?,
+            claim_msgs_older_than,
+            skip_backlog: extras.bool(SKIP_BACKLOG)?.unwrap_or(false),
+        };
         if out.skip_backlog && out.last_read_msg_id.is_some() {
-            return Err(config_error(
+            return Err(extras.error(
                 SKIP_BACKLOG,
                 "cannot be combined with last_read_msg_id (pick one start position)",
             ));
@@ -146,6 +107,7 @@ impl Extras {
 
 #[cfg(test)]
 mod tests {
+    use openedx_events::bus::transport::TransportErrorKind;
     use serde_json::json;
 
     use super::*;

@@ -77,7 +77,7 @@
 //! handed out, so nothing is lost if it stops first: `close` marks those it
 //! did not hand out as long idle (`XCLAIM ... IDLE`), for the other members
 //! to claim at once, and a restart under the same name recovers them. A nacked entry stays pending for this consumer
-//! and is handed out again from a local delay queue when due, with the
+//! and is handed out again from the core's delay queue when due, with the
 //! attempt counted; entries recovered or claimed at start take their attempt
 //! from Redis's delivery count. While a consumer holds entries it refreshes
 //! them (`XCLAIM ... JUSTID`, every `min(claim_msgs_older_than / 3, 5 s)`),
@@ -141,16 +141,20 @@
 
 #![warn(missing_docs)]
 
-pub mod config;
 mod conn;
+mod digits;
+mod entry_id;
+mod error;
 pub mod extras;
 mod publisher;
 mod raw;
 mod reader;
 mod reply;
 mod resp;
+pub mod settings;
 mod subscription;
 pub mod transport;
+mod trim_check;
 pub mod wire;
 
 use std::sync::Arc;
@@ -159,14 +163,16 @@ use async_trait::async_trait;
 use openedx_events::bus::{BackendFactory, BusError, Transport};
 use openedx_events::config::Settings;
 
-pub use config::RedisConfig;
+/// The settings module under the name `config` as well.
+pub use settings as config;
+pub use settings::RedisConfig;
 pub use transport::RedisTransport;
 
 /// The settings this backend reads (the consumer ones are read by the core).
 pub const SETTINGS: &[&str] = &[
-    config::CONNECTION_URL,
-    config::STREAM_MAX_LEN,
-    config::COMMAND_TIMEOUT,
+    settings::CONNECTION_URL,
+    settings::STREAM_MAX_LEN,
+    settings::COMMAND_TIMEOUT,
     "EVENT_BUS_REDIS_CONSUMER_POLL_TIMEOUT",
     "EVENT_BUS_REDIS_CONSUMER_POLL_FAILURE_SLEEP",
     "EVENT_BUS_REDIS_CONSUMER_CONSECUTIVE_ERRORS_LIMIT",

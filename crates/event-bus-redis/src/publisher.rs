@@ -12,7 +12,8 @@
 //! On plain TCP each lane is a connection of its own ([`RawConn`]): the
 //! commands are packed by their callers, written as they are and the
 //! replies read in place. Otherwise (TLS, Unix sockets) the pipelines go
-//! through the shared connection of the `redis` crate.
+//! through the shared connection of the `redis` crate ([`crate::raw`] says
+//! why both exist).
 //!
 //! One caller's publishes keep their order (each waits for the previous
 //! one); publishes of concurrent callers are in no particular order, as
@@ -22,16 +23,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openedx_events::bus::delayed::deadline_after;
-use openedx_events::bus::transport::{TransportError, TransportErrorKind};
+use openedx_events::bus::transport::TransportError;
 use redis::{Cmd, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::config::RedisConfig;
 use crate::conn::Conn;
-use crate::raw::{server_error, Packer, RawConn};
+use crate::error::{no_reply, server_error};
+use crate::raw::{Packer, RawConn};
 use crate::reply;
 use crate::resp::{Cursor, Item};
+use crate::settings::RedisConfig;
 
 /// At most this many commands per pipeline.
 pub(crate) const MAX_BATCH: usize = 256;
@@ -154,7 +156,7 @@ impl Publisher {
                 match tokio::time::timeout_at(deadline, self.queue.send(job)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Err(Gone),
-                    Err(_) => return Ok(Err(timeout_error(self.timeout))),
+                    Err(_) => return Ok(Err(no_reply("", self.timeout))),
                 }
             }
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(Gone),
@@ -165,13 +167,6 @@ impl Publisher {
             ))
         }))
     }
-}
-
-fn timeout_error(limit: Duration) -> TransportError {
-    TransportError::new(
-        TransportErrorKind::Timeout,
-        format!("no reply from Redis within {limit:?} (EVENT_BUS_REDIS_COMMAND_TIMEOUT)"),
-    )
 }
 
 /// One of the [`LANES`]: a task that takes what is queued and sends it as
@@ -212,7 +207,7 @@ fn pipelines(batch: Vec<Job>, timeout: Duration) -> Vec<Vec<Job>> {
             continue;
         }
         if job.deadline <= now {
-            let _ = job.reply.send(Err(timeout_error(timeout)));
+            let _ = job.reply.send(Err(no_reply("", timeout)));
             continue;
         }
         bytes += job.size;

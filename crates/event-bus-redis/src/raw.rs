@@ -1,16 +1,27 @@
 //! A RESP2 connection of our own, for the two hot paths: reading entries
-//! (`XREADGROUP`) and writing them (pipelines of `XADD`).
+//! (`XREADGROUP`) and writing them (pipelines of `XADD`); and the choice
+//! between it and the `redis` crate, made in one place: [`RawConn::new`]
+//! gives one for a plain TCP URL (`redis://`), `None` for TLS (`rediss://`)
+//! and Unix sockets, whose reads ([`crate::reader`]) and publishes
+//! ([`crate::publisher`]) then go through the `redis` crate. Every other
+//! command, on every URL, goes through the `redis` crate ([`crate::conn`]).
 //!
-//! The `redis` crate turns every reply into a tree of values with a
-//! general-purpose parser; on the hot paths that was the largest cost of a
-//! consumer (and a large one of a producer). Here a request is bytes
-//! written at once and its replies stay in one buffer, read with
-//! [`crate::resp`]. The connection logs in (`AUTH`) and selects the
-//! database as the `redis` crate would, connects lazily, reconnects after a
-//! dropped connection (retrying the call once, as the command connection
-//! does), and starts afresh after a timeout (the command may still be
-//! running in Redis). Only plain TCP (`redis://`): for TLS and Unix
-//! sockets the callers use the `redis` crate.
+//! Why two client paths: the `redis` crate turns every reply into a tree of
+//! values with a general-purpose parser; on the hot paths that was the
+//! largest cost of a consumer (and a large one of a producer). Here a
+//! request is bytes written at once and its replies stay in one buffer,
+//! read in place with [`crate::resp`]: that is what gives the Redis figures
+//! of BENCHMARKS.md (publishing at about 0.7 of the rate of a raw pipelined
+//! `redis-benchmark` `XADD`). Serving TLS here too would mean a TLS client
+//! of our own (handshake, server names, certificate roots) beside the one
+//! the `redis` crate already has, and serving plain TCP through the `redis`
+//! crate would give that throughput up; so each path serves what it does
+//! best, and both give the same deliveries and errors.
+//!
+//! The connection logs in (`AUTH`) and selects the database as the `redis`
+//! crate would, connects lazily, reconnects after a dropped connection
+//! (retrying the call once, as the command connection does), and starts
+//! afresh after a timeout (the command may still be running in Redis).
 
 use std::time::Duration;
 
@@ -19,10 +30,10 @@ use redis::ConnectionAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::config::{Redactor, RedisConfig};
-use crate::conn::prefixed;
+use crate::digits::Digits;
+use crate::error::{no_reply, prefixed, server_error};
 use crate::resp::Frame;
-use crate::wire::Digits;
+use crate::settings::{Redactor, RedisConfig};
 
 /// The read buffer starts this big, and goes back to it after a large reply.
 const BUFFER: usize = 64 * 1024;
@@ -157,16 +168,7 @@ impl RawConn {
             Err(_) => {
                 self.io = None;
                 self.troubles += 1;
-                Err(Failure(
-                    TransportError::new(
-                        TransportErrorKind::Timeout,
-                        prefixed(
-                            what,
-                            format!("no reply from Redis within {limit:?} (EVENT_BUS_REDIS_COMMAND_TIMEOUT)"),
-                        ),
-                    ),
-                    false,
-                ))
+                Err(Failure(no_reply(what, limit), false))
             }
         }
     }
@@ -332,44 +334,9 @@ fn io_failure(what: &str, e: &std::io::Error, secret: &Redactor) -> Failure {
     )
 }
 
-/// An error reply (`-CODE message`) as a transport error, classified as
-/// the `redis` crate's errors are (see [`crate::conn::from_redis`]).
-pub(crate) fn server_error(what: &str, text: &[u8], secret: &Redactor) -> TransportError {
-    let text = String::from_utf8_lossy(text);
-    let code = text.split_whitespace().next().unwrap_or_default();
-    let kind = match code {
-        "WRONGPASS" | "NOAUTH" | "NOPERM" => TransportErrorKind::Fatal,
-        "LOADING" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "READONLY" => TransportErrorKind::Connection,
-        _ => TransportErrorKind::Rejected,
-    };
-    let hint = match kind {
-        TransportErrorKind::Fatal => " (check the user and password of EVENT_BUS_REDIS_CONNECTION_URL)",
-        _ => "",
-    };
-    TransportError::new(
-        kind,
-        secret.scrub(&prefixed(what, format!("{text}{hint}"))).into_owned(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn server_errors_are_classified() {
-        let secret = Redactor::from_url("redis://u:hunter2@h/0");
-        let e = server_error("XREADGROUP s g c", b"NOGROUP No such key 's'", &secret);
-        assert_eq!(e.kind, TransportErrorKind::Rejected);
-        assert!(crate::transport::is_nogroup(&e), "{e}");
-        let e = server_error("AUTH", b"WRONGPASS invalid username-password pair hunter2", &secret);
-        assert_eq!(e.kind, TransportErrorKind::Fatal);
-        assert!(!e.message.contains("hunter2"), "{e}");
-        assert_eq!(
-            server_error("x", b"LOADING", &secret).kind,
-            TransportErrorKind::Connection
-        );
-    }
 
     #[test]
     fn packed_commands_are_what_the_redis_crate_writes() {

@@ -1,16 +1,16 @@
 //! The connection a subscription reads entries on (`XREADGROUP`): a
 //! [`RawConn`] of its own on plain TCP (the deliveries are built from
 //! slices of the reply, see [`crate::resp`]), else (TLS, Unix sockets) a
-//! connection of the `redis` crate.
+//! connection of the `redis` crate; [`crate::raw`] says why both exist.
 
 use std::time::Duration;
 
 use openedx_events::bus::transport::{TransportError, TransportErrorKind};
 use redis::{Cmd, Value};
 
-use crate::config::RedisConfig;
 use crate::conn::{Conn, Purpose};
 use crate::raw::RawConn;
+use crate::settings::RedisConfig;
 
 /// A reply: its raw bytes (own connection) or its value (`redis` crate).
 pub(crate) enum Reply<'a> {

@@ -372,7 +372,7 @@ pub(crate) fn encode_fields<'a>(pairs: impl ExactSizeIterator<Item = (&'a [u8], 
 
 fn write_len(out: &mut Vec<u8>, kind: u8, n: usize) {
     out.push(kind);
-    out.extend_from_slice(crate::wire::Digits::default().format(n as u64));
+    out.extend_from_slice(crate::digits::Digits::default().format(n as u64));
     out.extend_from_slice(b"\r\n");
 }
 

@@ -147,7 +147,7 @@ pub(crate) use openedx_events::config::secret::Redactor;
 /// [`redact_url`](openedx_events::config::secret::redact_url).
 ///
 /// ```
-/// use event_bus_redis::config::mask_url;
+/// use event_bus_redis::settings::mask_url;
 /// assert_eq!(mask_url("redis://u:p@h:6379/0"), "redis://u:********@h:6379/0");
 /// assert_eq!(mask_url("redis://h/0?password=p&protocol=resp3"), "redis://h/0?password=********&protocol=resp3");
 /// ```

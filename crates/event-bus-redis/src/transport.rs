@@ -4,12 +4,13 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::config::RedisConfig;
-use crate::conn::{self, Conn, Purpose};
+use crate::conn::{Conn, Purpose};
+use crate::error::{from_redis, is_nogroup};
 use crate::extras::Extras;
 use crate::publisher::{Builder, Gone, Packed, Publisher};
 use crate::reader::ReadConn;
 use crate::reply;
+use crate::settings::RedisConfig;
 use crate::subscription::RedisSubscription;
 use crate::wire::{self, EntryId};
 use async_trait::async_trait;
@@ -79,7 +80,7 @@ impl RedisTransport {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let client = redis::Client::open(config.url())
-            .map_err(|e| conn::from_redis("invalid EVENT_BUS_REDIS_CONNECTION_URL", &e, &secret))?;
+            .map_err(|e| from_redis("invalid EVENT_BUS_REDIS_CONNECTION_URL", &e, &secret))?;
         let conn = Conn::open(&client, &config, Purpose::Commands)?;
         let publisher = Publisher::start(conn.clone(), &client, &config);
         let transport = RedisTransport {
@@ -127,7 +128,7 @@ impl RedisTransport {
             ));
         }
         let publisher = &self.inner.publisher;
-        let mut maxlen = wire::Digits::default();
+        let mut maxlen = crate::digits::Digits::default();
         let maxlen = maxlen.format(self.inner.config.stream_max_len);
         let head: &[&[u8]] = if trim {
             &[b"XADD", stream.as_bytes(), b"MAXLEN", b"~", maxlen, b"*"]
@@ -259,7 +260,7 @@ impl Transport for RedisTransport {
         // Entries trimmed before the group read them: warn now (a group
         // whose consumers were all down) and then every few seconds; a new
         // group never had the entries trimmed before it.
-        let (trim_reported, _) = crate::subscription::check_trimmed(conn, stream, group, 0, !created).await;
+        let (trim_reported, _) = crate::trim_check::check_trimmed(conn, stream, group, 0, !created).await;
         let reader = ReadConn::open(&self.inner.client, &self.inner.config)?;
         let sub = RedisSubscription::new(
             conn.clone(),
@@ -327,9 +328,4 @@ pub(crate) async fn set_id(conn: &Conn, stream: &str, group: &str, id: &str) -> 
         Err(e) if is_nogroup(&e) => create_group(conn, stream, group, id).await.map(|_| ()),
         Err(e) => Err(e),
     }
-}
-
-/// Whether the error says the group (or its stream) is gone.
-pub(crate) fn is_nogroup(e: &TransportError) -> bool {
-    e.kind == TransportErrorKind::Rejected && e.message.contains("NOGROUP")
 }

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use event_bus_redis::{RedisConfig, RedisTransport};
 
+pub mod backend;
+
 /// The Redis the tests use (`EVENT_BUS_TEST_REDIS_URL` overrides it).
 pub fn redis_url() -> String {
     std::env::var("EVENT_BUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_string())
