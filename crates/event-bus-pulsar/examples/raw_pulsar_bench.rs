@@ -1,7 +1,7 @@
 //! The raw pulsar-rs ceiling for `bench/compare.py pulsar`: the same Pulsar
 //! messages `event-bus bench` sends (the ten CloudEvents properties, the
 //! partition key, the Avro payload and event time, built once before the
-//! clock starts by the backend's own [`mapping::event_record`]), produced
+//! clock starts by the backend's own [`wire::event_record`]), produced
 //! and consumed with pulsar-rs directly, without the event bus layer (no
 //! encoding, no signal dispatch, no ack bookkeeping or ack flushes).
 //!
@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use event_bus_pulsar::mapping;
+use event_bus_pulsar::wire;
 use futures::StreamExt;
 use openedx_events::bus::EventBusProducer;
 use openedx_events::metadata::EventsMetadata;
@@ -78,7 +78,7 @@ async fn main() -> Result<(), String> {
     let a = Args::parse();
     let n = a.events;
     let t = openedx_events::catalog::get(&a.event_type).ok_or(format!("unknown event type {}", a.event_type))?;
-    let topic = mapping::pulsar_topic("public", "default", &a.topic);
+    let topic = wire::pulsar_topic("public", "default", &a.topic);
 
     // The messages, ready-made (sample::rng(42), as `event-bus bench`).
     let mut rng = sample::rng(42);
@@ -96,7 +96,7 @@ async fn main() -> Result<(), String> {
                 &metadata,
             )
             .map_err(|e| e.to_string())?;
-        pool.push(mapping::event_record(&message)?.into_message());
+        pool.push(wire::event_record(&message)?.into_message());
     }
     let pool = Arc::new(pool);
 

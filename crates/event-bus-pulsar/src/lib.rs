@@ -43,7 +43,7 @@
 //!
 //! - a header value that is not UTF-8 travels Base64-encoded (standard
 //!   alphabet, padded) under the property name `base64:<header name>`
-//!   ([`mapping::BASE64_PROPERTY_PREFIX`]) and is decoded back on receipt;
+//!   ([`wire::BASE64_PROPERTY_PREFIX`]) and is decoded back on receipt;
 //!   the event bus itself only writes text headers. A received `base64:`
 //!   property whose value is not Base64 is not ours: it is kept as a text
 //!   header under its full name (`base64:x`), the message is handled as any
@@ -161,10 +161,12 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-pub mod mapping;
+mod error;
+mod extras;
 pub mod settings;
 mod subscription;
 mod transport;
+pub mod wire;
 
 use std::sync::Arc;
 
@@ -175,6 +177,9 @@ use openedx_events::config::Settings;
 pub use settings::{CompressionKind, PulsarSettings, SubscriptionKind};
 pub use subscription::PulsarSubscription;
 pub use transport::{Client, PulsarTransport};
+/// The wire mapping, also reachable under this name: the same module as
+/// [`wire`].
+pub use wire as mapping;
 
 /// `EVENT_BUS_BACKEND = "pulsar"`: builds a [`PulsarTransport`] from the
 /// `EVENT_BUS_PULSAR_*` settings.

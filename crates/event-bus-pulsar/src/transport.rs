@@ -2,7 +2,6 @@
 //! topic, consumers created per subscription.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,9 +18,11 @@ use pulsar::{
 };
 use tokio::sync::Mutex;
 
-use crate::mapping::{self, PulsarRecord};
+use crate::error::{classify, timed};
+use crate::extras::requested_kind;
 use crate::settings::{CompressionKind, PulsarSettings, SubscriptionKind};
 use crate::subscription::PulsarSubscription;
+use crate::wire::{self, PulsarRecord};
 
 /// The pulsar-rs client type this backend uses.
 pub type Client = Pulsar<TokioExecutor>;
@@ -46,52 +47,6 @@ pub struct PulsarTransport {
     client: Client,
     settings: Arc<PulsarSettings>,
     producers: Mutex<HashMap<String, SharedProducer>>,
-}
-
-/// Run `f` with the operation timeout: a dead broker never hangs the caller.
-pub(crate) async fn timed<T>(
-    limit: Duration,
-    what: &str,
-    f: impl Future<Output = Result<T, pulsar::Error>>,
-) -> Result<T, TransportError> {
-    match tokio::time::timeout(limit, f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(classify(what, &e)),
-        Err(_) => Err(TransportError::new(
-            TransportErrorKind::Timeout,
-            format!("{what}: no answer from the Pulsar broker within {limit:?}"),
-        )),
-    }
-}
-
-/// A pulsar-rs error as a transport error: refusals by the broker
-/// (authentication, authorization, invalid names, too large) are
-/// `Rejected`, the rest is a connection problem worth retrying.
-pub(crate) fn classify(what: &str, e: &pulsar::Error) -> TransportError {
-    let text = e.to_string();
-    let lower = text.to_ascii_lowercase();
-    let rejected = matches!(e, pulsar::Error::Authentication(_))
-        || [
-            "authentication",
-            "authorization",
-            "notallowed",
-            "not allowed",
-            "invalidtopicname",
-            "topicnotfound",
-            "too large",
-            "toolarge",
-            "incompatibleschema",
-        ]
-        .iter()
-        .any(|needle| lower.contains(needle));
-    let kind = if rejected {
-        TransportErrorKind::Rejected
-    } else if lower.contains("timed out") || lower.contains("timeout") {
-        TransportErrorKind::Timeout
-    } else {
-        TransportErrorKind::Connection
-    };
-    TransportError::new(kind, format!("{what}: {text}"))
 }
 
 impl PulsarTransport {
@@ -158,9 +113,9 @@ impl PulsarTransport {
         &self.settings
     }
 
-    /// The Pulsar topic of an event bus topic (see [`mapping::pulsar_topic`]).
+    /// The Pulsar topic of an event bus topic (see [`wire::pulsar_topic`]).
     pub fn pulsar_topic(&self, topic: &str) -> String {
-        mapping::pulsar_topic(&self.settings.tenant, &self.settings.namespace, topic)
+        wire::pulsar_topic(&self.settings.tenant, &self.settings.namespace, topic)
     }
 
     fn producer_options(&self) -> ProducerOptions {
@@ -242,7 +197,7 @@ impl PulsarTransport {
             )
             .await?;
             Ok::<_, TransportError>(match receipt.message_id {
-                Some(id) => mapping::format_position(&id),
+                Some(id) => wire::format_position(&id),
                 None => String::new(),
             })
         }
@@ -329,14 +284,14 @@ impl PulsarTransport {
                 let id = next.message_id().clone();
                 let past_after = after
                     .as_ref()
-                    .is_none_or(|a| mapping::position_cmp(&id, a) == std::cmp::Ordering::Greater);
+                    .is_none_or(|a| wire::position_cmp(&id, a) == std::cmp::Ordering::Greater);
                 let done = at_end(&id)
                     && next
                         .message_id
                         .batch_size
                         .is_none_or(|n| id.batch_index.unwrap_or(0) + 1 >= n);
-                if past_after && seen.insert(mapping::format_position(&id)) {
-                    out.push(mapping::delivery(
+                if past_after && seen.insert(wire::format_position(&id)) {
+                    out.push(wire::delivery(
                         topic,
                         &id,
                         &next.payload.metadata,
@@ -355,9 +310,9 @@ impl PulsarTransport {
         while let Some(Some(_)) = consumer.next().now_or_never() {}
         let _ = tokio::time::timeout(op, consumer.close()).await;
         out.sort_by(|a, b| {
-            let pa = mapping::parse_position(&a.position).unwrap_or_default();
-            let pb = mapping::parse_position(&b.position).unwrap_or_default();
-            mapping::position_cmp(&pa, &pb)
+            let pa = wire::parse_position(&a.position).unwrap_or_default();
+            let pb = wire::parse_position(&b.position).unwrap_or_default();
+            wire::position_cmp(&pa, &pb)
         });
         out.truncate(limit);
         Ok(out)
@@ -382,27 +337,6 @@ fn compression(kind: CompressionKind) -> pulsar::compression::Compression {
     }
 }
 
-/// The subscription type a request asks for: `extras["subscription_type"]`
-/// (`shared` or `key_shared`), else the setting.
-pub(crate) fn requested_kind(
-    request: &SubscribeRequest,
-    default: SubscriptionKind,
-) -> Result<SubscriptionKind, TransportError> {
-    match request.extras.get("subscription_type") {
-        None | Some(serde_json::Value::Null) => Ok(default),
-        Some(serde_json::Value::String(s)) => SubscriptionKind::parse(s).ok_or_else(|| {
-            TransportError::new(
-                TransportErrorKind::Config,
-                format!("extra subscription_type: expected shared or key_shared, found {s:?}"),
-            )
-        }),
-        Some(other) => Err(TransportError::new(
-            TransportErrorKind::Config,
-            format!("extra subscription_type: expected a string, found {other}"),
-        )),
-    }
-}
-
 #[async_trait]
 impl Transport for PulsarTransport {
     fn name(&self) -> &str {
@@ -424,13 +358,12 @@ impl Transport for PulsarTransport {
     }
 
     async fn publish(&self, message: &OutgoingMessage) -> Result<String, TransportError> {
-        let record =
-            mapping::event_record(message).map_err(|e| TransportError::new(TransportErrorKind::Rejected, e))?;
+        let record = wire::event_record(message).map_err(|e| TransportError::new(TransportErrorKind::Rejected, e))?;
         self.send(&message.topic, record).await
     }
 
     async fn publish_raw(&self, message: &RawMessage) -> Result<String, TransportError> {
-        let record = mapping::raw_record(message).map_err(|e| TransportError::new(TransportErrorKind::Rejected, e))?;
+        let record = wire::raw_record(message).map_err(|e| TransportError::new(TransportErrorKind::Rejected, e))?;
         self.send(&message.topic, record).await
     }
 
@@ -447,7 +380,7 @@ impl Transport for PulsarTransport {
         }
         let after = match after {
             None => None,
-            Some(p) => Some(mapping::parse_position(p).map_err(TransportError::other)?),
+            Some(p) => Some(wire::parse_position(p).map_err(TransportError::other)?),
         };
         self.read_range(topic, after, limit).await
     }
