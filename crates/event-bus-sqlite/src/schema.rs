@@ -6,7 +6,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::error::{Context, StoreError};
-use crate::options::SqliteOptions;
+use crate::settings::SqliteOptions;
 
 /// The schema version kept in `PRAGMA user_version`.
 /// Version 2 added `dead_letter_topics`; every statement of [`SCHEMA`] is

@@ -10,6 +10,9 @@ use openedx_events::bus::transport::{Delivery, RawMessage, StartPosition, Subscr
 use openedx_events::bus::wire;
 use openedx_events::metadata::EventsMetadata;
 
+/// How long a test waits for what it expects.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
 /// Options for tests: quick polling, the default lease.
 pub fn options() -> SqliteOptions {
     SqliteOptions {
