@@ -348,12 +348,8 @@ impl Transport for PulsarTransport {
     /// messages of one key to any member.
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            consumer_groups: true,
             ordered_per_key: self.settings.subscription_kind == SubscriptionKind::KeyShared,
-            persistent: true,
-            replay_from_start: true,
-            seek_time: true,
-            max_message_bytes: self.settings.max_message_bytes,
+            ..Capabilities::durable_log(self.settings.max_message_bytes)
         }
     }
 

@@ -177,16 +177,10 @@ impl Transport for RedisTransport {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            consumer_groups: true,
-            // Stream order, with one member per group (ADR 2 of edx-event-bus-redis).
-            ordered_per_key: true,
-            // As configured in Redis (AOF or RDB); and only the last ~MAXLEN entries.
-            persistent: true,
-            replay_from_start: true,
-            seek_time: true,
-            max_message_bytes: MAX_MESSAGE_BYTES,
-        }
+        // Per-key order is stream order, with one member per group (ADR 2 of
+        // edx-event-bus-redis); persistence is as configured in Redis (AOF or
+        // RDB), and only for the last ~MAXLEN entries.
+        Capabilities::durable_log(MAX_MESSAGE_BYTES)
     }
 
     async fn publish(&self, message: &OutgoingMessage) -> Result<String, TransportError> {

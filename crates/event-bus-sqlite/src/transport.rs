@@ -287,14 +287,7 @@ impl Transport for SqliteTransport {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            consumer_groups: true,
-            ordered_per_key: true,
-            persistent: true,
-            replay_from_start: true,
-            seek_time: true,
-            max_message_bytes: self.inner.options.max_message_bytes,
-        }
+        Capabilities::durable_log(self.inner.options.max_message_bytes)
     }
 
     async fn publish(&self, message: &OutgoingMessage) -> Result<String, TransportError> {

@@ -176,6 +176,29 @@ pub struct Capabilities {
     pub max_message_bytes: usize,
 }
 
+impl Capabilities {
+    /// What a durable log with consumer groups promises (Kafka, Redis
+    /// Streams, Pulsar, SQLite): every capability, with the largest value
+    /// the backend accepts.
+    ///
+    /// ```
+    /// use openedx_events::bus::transport::Capabilities;
+    /// let c = Capabilities::durable_log(1024);
+    /// assert!(c.consumer_groups && c.ordered_per_key && c.persistent && c.replay_from_start && c.seek_time);
+    /// assert_eq!(c.max_message_bytes, 1024);
+    /// ```
+    pub const fn durable_log(max_message_bytes: usize) -> Self {
+        Capabilities {
+            consumer_groups: true,
+            ordered_per_key: true,
+            persistent: true,
+            replay_from_start: true,
+            seek_time: true,
+            max_message_bytes,
+        }
+    }
+}
+
 /// Kinds of transport failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportErrorKind {
