@@ -247,8 +247,22 @@ def other_benchmarks():
     """Other benchmark processes on the machine (they would skew the numbers)."""
     out = subprocess.run(["pgrep", "-af", "event-bus .*bench|redis-benchmark|peer.py|raw_rdkafka_bench|raw_pulsar_bench|compare.py"],
                          capture_output=True, text=True).stdout.splitlines()
-    mine = {str(os.getpid())}
-    return [line for line in out if line.split()[0] not in mine and "pgrep" not in line]
+    return [line for line in out if line.split()[0] not in own_lineage() and "pgrep" not in line]
+
+
+def own_lineage():
+    """This process and its ancestors (a `timeout` or shell that started this
+    run matches the pattern too, but is not another benchmark)."""
+    pids, pid = set(), os.getpid()
+    while pid > 1 and str(pid) not in pids:
+        pids.add(str(pid))
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                # The parent pid is the second field after the command name in parentheses.
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
 
 
 def spread(values, fmt="{:,.0f}"):
