@@ -45,10 +45,16 @@ impl BackendUnderTest for Sqlite {
         Duration::from_secs(20)
     }
 
+    /// Two seconds. With a 1 s lease, one CI run (this case beside the
+    /// 5000-event fault cases, on two cores) had every event handled twice;
+    /// six runs since, three under extra CPU load, did not. The suspect is
+    /// the margin: the keeper renews after a quarter lease in hand, so a
+    /// starved runtime had 750 ms to spare. The receiver still works 1.5
+    /// leases, so the case shows the same thing.
     fn short_lease(&self) -> Option<(serde_json::Map<String, serde_json::Value>, Duration)> {
         let mut extras = serde_json::Map::new();
-        extras.insert("lease_seconds".into(), 1.0.into());
-        Some((extras, Duration::from_secs(1)))
+        extras.insert("lease_seconds".into(), 2.0.into());
+        Some((extras, Duration::from_secs(2)))
     }
 }
 
