@@ -1,0 +1,1 @@
+//! NATS JetStream backend of the Open edX event bus.

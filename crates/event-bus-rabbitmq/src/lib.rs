@@ -1,0 +1,1 @@
+//! RabbitMQ backend of the Open edX event bus.
