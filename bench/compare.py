@@ -6,6 +6,8 @@ peer package, and the raw broker ceiling. Prints a markdown table.
     bench/compare.py redis [--events N] [--python-events M]
     bench/compare.py kafka [...]      # needs tansu; starts it and the registry double
     bench/compare.py pulsar [...]     # starts pulsar-lite and the test proxy (no Python peer exists)
+    bench/compare.py nats [...]       # the machine's NATS JetStream (4222) vs raw async-nats
+    bench/compare.py rabbitmq [...]   # the machine's RabbitMQ (5672) vs raw lapin
     bench/compare.py local            # memory and sqlite (no broker, no peer)
     bench/compare.py django [--backend redis|kafka] [--python-events N]
                                       # a Django service on the Python package vs on the Python peer
@@ -245,7 +247,7 @@ def cli_has(flag):
 
 def other_benchmarks():
     """Other benchmark processes on the machine (they would skew the numbers)."""
-    out = subprocess.run(["pgrep", "-af", "event-bus .*bench|redis-benchmark|peer.py|raw_rdkafka_bench|raw_pulsar_bench|compare.py"],
+    out = subprocess.run(["pgrep", "-af", "event-bus .*bench|redis-benchmark|peer.py|raw_rdkafka_bench|raw_pulsar_bench|raw_nats_bench|raw_rabbitmq_bench|compare.py"],
                          capture_output=True, text=True).stdout.splitlines()
     return [line for line in out if line.split()[0] not in own_lineage() and "pgrep" not in line]
 
@@ -448,6 +450,73 @@ def pulsar_target(a):
                      "raw_rt": ("raw pulsar-rs with ack round trips", a.events)}, "pulsar-lite")
 
 
+# --------------------------------------------------------------------------
+# NATS JetStream and RabbitMQ: the machine's own brokers (no Python peer
+# exists); ours against the raw client sending the same messages.
+
+BROKERS = {
+    # target: (backend settings, raw example, raw client label, broker process name, url)
+    "nats": ("EVENT_BUS_NATS_URL", "raw_nats_bench", "raw async-nats: same messages, {p} tasks awaiting PubAcks, "
+             "a durable pull consumer acking each message", "nats-server", "nats://127.0.0.1:4222"),
+    "rabbitmq": ("EVENT_BUS_RABBITMQ_URL", "raw_rabbitmq_bench", "raw lapin: same messages, {p} tasks awaiting "
+                 "publisher confirms, a quorum queue consumer acking each message", "beam.smp",
+                 "amqp://guest:guest@127.0.0.1:5672/%2f"),
+}
+
+
+def pid_of_comm(comm):
+    out = subprocess.run(["pgrep", "-o", "-x", comm], capture_output=True, text=True).stdout.split()
+    return int(out[0]) if out else None
+
+
+def broker_version(target):
+    cmd = ["nats-server", "--version"] if target == "nats" else ["rabbitmqctl", "version"]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[-1]
+    except (OSError, subprocess.TimeoutExpired, IndexError):
+        return "?"
+
+
+def machine_broker_target(a):
+    key, example, label, comm, url = BROKERS[a.target]
+    crate = "event-bus-nats" if a.target == "nats" else "event-bus-rabbitmq"
+    if not a.no_build:
+        build_examples(crate)
+    producers = a.producers
+    runs = []
+    for _ in range(a.repeat):
+        run = {}
+        for who in ["ours", "raw"]:
+            m = Meter(broker=pid_of_comm(comm))
+            if who == "ours":
+                try:
+                    run[who] = ours(a.target, {key: url}, a.events, producers)
+                except subprocess.CalledProcessError as e:
+                    raise SystemExit(f"compare.py: event-bus bench failed:\n{e.stderr[-3000:]}")
+            else:
+                run[who] = run_json([EXAMPLES / example, "--url", url, "--topic", f"raw-{uuid.uuid4().hex[:8]}",
+                                     "--events", a.events, "--producers", producers, "--key-field", KEY], what=example)
+            run[who]["cpu"] = m.stop()
+        runs.append(run)
+    print(f"broker: the machine's {a.target} ({broker_version(a.target)}) at {url.split('@')[-1]}; runs: {a.repeat}")
+    print()
+    col = lambda who, k: spread([r[who][k] for r in runs])  # noqa: E731
+    print("| | events | produce rate | end-to-end rate |")
+    print("|---|---|---|---|")
+    print(f"| openedx-event-bus (Rust, {producers} producer tasks) | {a.events} | {col('ours', 'produce_rate')}/s | "
+          f"{col('ours', 'e2e_rate')}/s |")
+    print(f"| {label.format(p=producers)} | {a.events} | {col('raw', 'produce_rate')}/s | {col('raw', 'e2e_rate')}/s |")
+    print()
+    ratio = lambda f: spread([f(r) for r in runs], "{:.2f}")  # noqa: E731
+    raw = example.replace("_bench", "").replace("_", " ")
+    print(f"- produce, Rust / {raw}: {ratio(lambda r: r['ours']['produce_rate'] / r['raw']['produce_rate'])}")
+    print(f"- end to end, Rust / {raw}: {ratio(lambda r: r['ours']['e2e_rate'] / r['raw']['e2e_rate'])}")
+    print(f"- Rust latency p50 {spread([r['ours']['latency_p50_ms'] for r in runs], '{:.0f}')} ms, "
+          f"p99 {spread([r['ours']['latency_p99_ms'] for r in runs], '{:.0f}')} ms, "
+          f"peak RSS {spread([r['ours']['peak_rss_kib'] / 1024 for r in runs], '{:.0f}')} MiB")
+    print_cpu(runs, {"ours": ("Rust", a.events), "raw": (raw, a.events)}, a.target)
+
+
 def machine():
     cpu = "unknown cpu"
     try:
@@ -472,7 +541,8 @@ def print_header():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("target", choices=["redis", "kafka", "pulsar", "local", "django"])
+    ap.add_argument("target", choices=["redis", "kafka", "pulsar", "nats", "rabbitmq", "local",
+                                             "django"])
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--python-events", type=int, default=5_000,
                     help="events of the Python rows (django: of both rows)")
@@ -481,7 +551,7 @@ def main():
                     help="producer tasks of the Rust run (default 128: the best of 16-128 on the 2-core reference "
                          "machine; 64 for pulsar, whose client fails past 100 sends in flight)")
     ap.add_argument("--no-build", action="store_true")
-    ap.add_argument("--repeat", type=int, default=1, help="redis, kafka, pulsar: run everything this many times")
+    ap.add_argument("--repeat", type=int, default=1, help="redis, kafka, pulsar, nats, rabbitmq: run everything this many times")
     ap.add_argument("--tansu-storage", choices=["sqlite", "memory"], default="sqlite",
                     help="kafka: tansu's storage engine (default sqlite)")
     ap.add_argument("--no-header-index", action="store_true",
@@ -502,6 +572,9 @@ def main():
         return
     if a.target == "pulsar":
         pulsar_target(a)
+        return
+    if a.target in BROKERS:
+        machine_broker_target(a)
         return
     if a.target == "local":
         import tempfile

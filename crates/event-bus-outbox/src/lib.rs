@@ -1,0 +1,1 @@
+//! The transactional outbox of the Open edX event bus.
