@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare a machine for the full test suite, idempotently:
 #   - Debian packages the builds need (protoc for the Pulsar client);
-#   - the local service the tests use (Redis), started if down;
+#   - the local services the tests use (Redis, NATS, RabbitMQ, PostgreSQL,
+#     MariaDB), started if down, required;
 #   - the tansu Kafka-compatible broker, built once into ~/.cargo/bin;
 #   - the Python venv with the pinned Python peers (scripts/python-env.sh).
 # Everything it installs lives outside the checkout and is reused.
@@ -31,6 +32,28 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   for _ in $(seq 50); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || { log "FAILED: Redis is not reachable on 127.0.0.1:6379"; exit 1; }
+
+# The machine's other services (NATS with JetStream, RabbitMQ, PostgreSQL,
+# MariaDB): started through their service scripts when down, then required.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+require_service() { # port name start-command...
+  local port="$1" name="$2"; shift 2
+  if ! port_open "$port"; then
+    log "starting $name: $*"
+    "$@" >&2 2>&1 || true
+    for _ in $(seq 150); do port_open "$port" && break; sleep 0.2; done
+  fi
+  port_open "$port" || { log "FAILED: $name is not reachable on 127.0.0.1:$port"; exit 1; }
+}
+start_nats() {
+  mkdir -p /var/lib/nats-server
+  setsid nohup nats-server -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log \
+    </dev/null >/dev/null 2>&1 &
+}
+require_service 4222 "NATS JetStream" start_nats
+require_service 5672 RabbitMQ service rabbitmq-server start
+require_service 5432 PostgreSQL service postgresql start
+require_service 3306 MariaDB service mariadb start
 
 # --- tansu (Kafka-compatible broker) -----------------------------------------
 # Built with the SQLite storage engine (libsql) so a broker restart keeps messages.

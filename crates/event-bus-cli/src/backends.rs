@@ -23,5 +23,13 @@ pub fn backends() -> Backends {
     {
         backends = backends.with(std::sync::Arc::new(event_bus_pulsar::PulsarBackend));
     }
+    #[cfg(feature = "nats")]
+    {
+        backends = backends.with(std::sync::Arc::new(event_bus_nats::NatsBackend));
+    }
+    #[cfg(feature = "rabbitmq")]
+    {
+        backends = backends.with(std::sync::Arc::new(event_bus_rabbitmq::RabbitMqBackend));
+    }
     backends
 }

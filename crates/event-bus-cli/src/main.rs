@@ -67,6 +67,13 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// Measure produce and end-to-end rates and latency on the configured backend.
     Bench(cmd::bench::BenchArgs),
+    /// The transactional outbox (PostgreSQL, MySQL): relay its rows to the
+    /// configured backend, or create its tables.
+    #[cfg(feature = "outbox")]
+    Outbox {
+        #[command(subcommand)]
+        command: cmd::outbox::OutboxCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +200,8 @@ fn usage_error(e: clap::Error) -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let default_level = match cli.command {
         Command::Consume(_) => "info",
+        #[cfg(feature = "outbox")]
+        Command::Outbox { .. } => "info",
         _ => "warn",
     };
     logging::init(default_level)?;
@@ -218,6 +227,8 @@ async fn run_async(global: GlobalArgs, command: Command) -> Result<()> {
         },
         Command::Demo(args) => cmd::demo::run(args).await,
         Command::Bench(args) => cmd::bench::run(&global, args).await,
+        #[cfg(feature = "outbox")]
+        Command::Outbox { command } => cmd::outbox::run(&global, command).await,
         Command::Events { .. } | Command::Schema { .. } | Command::Codec { .. } => {
             Err(CliError::new("internal error: synchronous command on the async path"))
         }

@@ -22,6 +22,8 @@ pub fn backends() -> Backends {
         .with(Arc::new(event_bus_redis::RedisBackend))
         .with(Arc::new(event_bus_kafka::KafkaBackend))
         .with(Arc::new(event_bus_pulsar::PulsarBackend))
+        .with(Arc::new(event_bus_nats::NatsBackend))
+        .with(Arc::new(event_bus_rabbitmq::RabbitMqBackend))
 }
 
 /// A core error as the Python exception that fits it: a setting's error

@@ -6,6 +6,8 @@ pub mod consume;
 pub mod demo;
 pub mod dlq;
 pub mod events;
+#[cfg(feature = "outbox")]
+pub mod outbox;
 pub mod produce;
 pub mod schema;
 

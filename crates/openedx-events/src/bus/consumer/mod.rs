@@ -146,7 +146,10 @@ impl EventBusConsumer {
     ) -> Result<Option<Box<dyn Subscription>>, ConsumerError> {
         loop {
             let error = match AssertUnwindSafe(self.transport.subscribe(request)).catch_unwind().await {
-                Ok(Ok(s)) => return Ok(Some(s)),
+                Ok(Ok(s)) => {
+                    tracing::info!(full_topic = %request.topic, consumer_group = %request.group, "subscribed");
+                    return Ok(Some(s));
+                }
                 Ok(Err(e)) if e.is_fatal() => return Err(ConsumerError::Fatal(e)),
                 Ok(Err(e)) => e.to_string(),
                 Err(p) => format!("the backend panicked: {}", panic_text(p.as_ref())),
