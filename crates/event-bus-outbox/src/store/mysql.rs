@@ -13,7 +13,7 @@ use sqlx::{AssertSqlSafe, Executor, Row, Transaction};
 
 use super::{connect_error, migration_for, Claim, Store, COLUMNS};
 use crate::error::OutboxError;
-use crate::row::{OutboxRow, PARTITIONS};
+use crate::row::OutboxRow;
 use crate::settings::OutboxSettings;
 
 /// The MySQL / MariaDB migration (default table name).
@@ -122,20 +122,32 @@ impl Store for MySqlStore {
             return Ok(None);
         }
         let mut tx = self.pool.begin().await.map_err(OutboxError::db("beginning a claim"))?;
-        let lock = format!(
-            "SELECT partition_no FROM {t}_partitions WHERE partition_no IN ({}) \
-             ORDER BY MOD(partition_no + {PARTITIONS} - ?, {PARTITIONS}) LIMIT {max_partitions} FOR UPDATE SKIP LOCKED",
-            placeholders(partitions.len())
-        );
-        let mut q = sqlx::query_scalar(AssertSqlSafe(lock));
-        for p in partitions {
-            q = q.bind(*p);
+        // The round-robin order is applied here and not in SQL: InnoDB keeps
+        // the lock on every row an `ORDER BY <expression> LIMIT` sorted, so
+        // one relay would hold every pending partition. Ordered by the key
+        // and limited, the scan stops at the rows it returns.
+        let (from_first, wrapped): (Vec<i16>, Vec<i16>) = partitions.iter().partition(|&&p| p >= first);
+        let mut claimed: Vec<i16> = Vec::with_capacity(max_partitions);
+        for part in [from_first, wrapped] {
+            let room = max_partitions.saturating_sub(claimed.len());
+            if part.is_empty() || room == 0 {
+                continue;
+            }
+            let lock = format!(
+                "SELECT partition_no FROM {t}_partitions WHERE partition_no IN ({}) \
+                 ORDER BY partition_no LIMIT {room} FOR UPDATE SKIP LOCKED",
+                placeholders(part.len())
+            );
+            let mut q = sqlx::query_scalar(AssertSqlSafe(lock));
+            for p in &part {
+                q = q.bind(*p);
+            }
+            let got: Vec<i16> = q
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(OutboxError::db("locking partitions"))?;
+            claimed.extend(got);
         }
-        q = q.bind(first);
-        let claimed: Vec<i16> = q
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(OutboxError::db("locking partitions"))?;
         if claimed.is_empty() {
             tx.rollback().await.map_err(OutboxError::db("ending an empty claim"))?;
             return Ok(None);
