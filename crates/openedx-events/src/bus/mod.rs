@@ -22,6 +22,7 @@ pub mod consumer;
 pub mod dead_letter;
 pub mod delayed;
 pub mod extras;
+pub mod health;
 pub mod hooks;
 pub mod memory;
 pub mod options;
@@ -63,8 +64,13 @@ pub const CORE_SETTINGS: &[&str] = &[
     "EVENT_BUS_DEAD_LETTER_TOPIC",
     "EVENT_BUS_ALLOW_TRAILING_BYTES",
     "EVENT_BUS_CONSUMER_DEDUPLICATION_WINDOW",
-    // Read by the `event-bus` command, not the library: its log filter.
+    // Read by the `event-bus` command and the Python package, not the
+    // library: the log filter and format, the metrics and health server.
     "EVENT_BUS_LOG",
+    "EVENT_BUS_LOG_FORMAT",
+    "EVENT_BUS_METRICS_ADDR",
+    "EVENT_BUS_HEALTH_STALL_SECONDS",
+    "EVENT_BUS_LAG_POLL_SECONDS",
 ];
 
 /// Why the bus cannot be built or used.

@@ -1,8 +1,9 @@
 //! The producer side: `send(event type, topic, event_key_field, data,
 //! metadata)`, and auto-production of configured event types.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::config::{extract_event_key, full_topic, KeyError, ProducerConfig};
 use crate::event::{EventError, EventType};
@@ -52,6 +53,28 @@ pub enum ProduceError {
 pub struct EventBusProducer {
     transport: Option<Arc<dyn Transport>>,
     prefix: Option<String>,
+    instruments: Arc<RwLock<HashMap<String, SendInstruments>>>,
+}
+
+/// The producer's metrics of one topic (label `topic`, the full name):
+/// `event_bus_producer_sends_total`, `event_bus_producer_send_failures_total`
+/// and `event_bus_producer_send_duration_seconds`. Built once per topic.
+#[derive(Clone)]
+struct SendInstruments {
+    sent: metrics::Counter,
+    failed: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+impl SendInstruments {
+    fn new(topic: &str) -> Self {
+        let labels = [metrics::Label::new("topic", topic.to_string())];
+        SendInstruments {
+            sent: metrics::counter!("event_bus_producer_sends_total", labels.iter()),
+            failed: metrics::counter!("event_bus_producer_send_failures_total", labels.iter()),
+            duration: metrics::histogram!("event_bus_producer_send_duration_seconds", labels.iter()),
+        }
+    }
 }
 
 impl std::fmt::Debug for EventBusProducer {
@@ -69,6 +92,7 @@ impl EventBusProducer {
         EventBusProducer {
             transport: Some(transport),
             prefix,
+            instruments: Arc::default(),
         }
     }
 
@@ -78,6 +102,7 @@ impl EventBusProducer {
         EventBusProducer {
             transport: None,
             prefix: None,
+            instruments: Arc::default(),
         }
     }
 
@@ -105,17 +130,50 @@ impl EventBusProducer {
         let Some(transport) = &self.transport else {
             return Ok(None);
         };
-        let message = self.prepare(event_type, topic, event_key_field, data, metadata)?;
-        let position = transport
-            .publish(&message)
-            .await
-            .map_err(|error| ProduceError::Transport {
-                topic: message.topic.clone(),
-                error,
-            })?;
+        let full = self.full_topic(topic);
+        let m = self.instruments_for(&full);
+        let message = match self.prepare(event_type, topic, event_key_field, data, metadata) {
+            Ok(message) => message,
+            Err(e) => {
+                m.failed.increment(1);
+                return Err(e);
+            }
+        };
+        let started = Instant::now();
+        let published = transport.publish(&message).await;
+        m.duration.record(started.elapsed().as_secs_f64());
+        let position = match published {
+            Ok(position) => {
+                m.sent.increment(1);
+                position
+            }
+            Err(error) => {
+                m.failed.increment(1);
+                return Err(ProduceError::Transport {
+                    topic: message.topic.clone(),
+                    error,
+                });
+            }
+        };
         tracing::debug!(target: "event_bus::audit", topic = %message.topic, message_id = %metadata.id,
             event_type = %event_type.name(), position = %position, "message produced");
         Ok(Some(position))
+    }
+
+    fn instruments_for(&self, full_topic: &str) -> SendInstruments {
+        if let Some(m) = self
+            .instruments
+            .read()
+            .ok()
+            .and_then(|all| all.get(full_topic).cloned())
+        {
+            return m;
+        }
+        let m = SendInstruments::new(full_topic);
+        if let Ok(mut all) = self.instruments.write() {
+            all.insert(full_topic.to_string(), m.clone());
+        }
+        m
     }
 
     /// Encode and key an event without publishing it.

@@ -310,6 +310,43 @@ pub trait Transport: Send + Sync + 'static {
         let _ = timeout;
         Ok(())
     }
+
+    /// The backlog of the consumer groups of a topic (full name, prefix
+    /// included), per group and partition, as the broker tells it: one
+    /// group if `group` is given, else every group the broker knows on the
+    /// topic. A group the broker does not know yields no rows.
+    async fn lag(&self, topic: &str, group: Option<&str>) -> Result<Vec<GroupLag>, TransportError> {
+        let _ = (topic, group);
+        Err(TransportError::unsupported(format!(
+            "the {} backend cannot report consumer lag",
+            self.name()
+        )))
+    }
+}
+
+/// The backlog of one consumer group on one partition (or stream, or queue)
+/// of a topic.
+///
+/// ```
+/// use openedx_events::bus::transport::GroupLag;
+/// let lag = GroupLag { topic: "dev-t".into(), group: "g".into(), partition: "0".into(), lag: 3, pending: Some(1) };
+/// assert_eq!(lag.lag, 3);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GroupLag {
+    /// The topic, prefix included.
+    pub topic: String,
+    /// The consumer group.
+    pub group: String,
+    /// The partition (Kafka, Pulsar), or `0` for a backend with one stream
+    /// per topic.
+    pub partition: String,
+    /// Messages of the topic the group has not acknowledged yet (delivered
+    /// or not): the events it still has to handle.
+    pub lag: u64,
+    /// Of those, messages delivered to a member and not acknowledged yet,
+    /// where the broker tells it.
+    pub pending: Option<u64>,
 }
 
 /// A membership in a consumer group on one topic.

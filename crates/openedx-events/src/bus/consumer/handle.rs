@@ -14,6 +14,7 @@ use crate::signal::Event;
 
 use super::super::dead_letter::Reason;
 use super::super::transport::{Delivery, IncomingEvent, Subscription};
+use super::instruments::TypeInstruments;
 use super::state::{panic_text, LoopState};
 use super::{EventBusConsumer, KEEP_ALIVE};
 
@@ -88,6 +89,7 @@ impl EventBusConsumer {
         sub: &mut dyn Subscription,
         d: &mut Delivery,
         st: &mut LoopState,
+        m: &TypeInstruments,
         shutdown: &CancellationToken,
     ) -> Handled {
         let o = &self.options;
@@ -139,7 +141,8 @@ impl EventBusConsumer {
                     .collect(),
                 Err(e) => vec![e.to_string()],
             };
-            metrics::histogram!("event_bus_handle_seconds").record(started.elapsed().as_secs_f64());
+            m.handle_duration.record(started.elapsed().as_secs_f64());
+            st.health.progress();
             if failures.is_empty() {
                 st.forget_attempts(|| attempts_key(d));
                 return Handled {

@@ -27,10 +27,12 @@ use super::options::ConsumerOptions;
 use super::transport::{Delivery, SubscribeRequest, Subscription, Transport, TransportError};
 
 mod handle;
+mod instruments;
 mod lease;
 mod settle;
 mod state;
 
+pub use instruments::{describe as describe_metrics, UNKNOWN_EVENT_TYPE};
 use settle::nack_quietly;
 pub use state::ConsumerStats;
 use state::{panic_text, LoopState};
@@ -108,7 +110,7 @@ impl EventBusConsumer {
         let started = Instant::now();
         let o = &self.options;
         let topic = full_topic(o.prefix.as_deref(), &o.topic);
-        let mut st = LoopState::new();
+        let mut st = LoopState::new(&topic, &o.group, o.poll_timeout);
         if !o.enabled {
             tracing::error!(backend = %self.transport.name(), "event bus consumers are not enabled, exiting");
             return Ok(st.stats);
@@ -148,6 +150,9 @@ impl EventBusConsumer {
             let error = match AssertUnwindSafe(self.transport.subscribe(request)).catch_unwind().await {
                 Ok(Ok(s)) => {
                     tracing::info!(full_topic = %request.topic, consumer_group = %request.group, "subscribed");
+                    st.health.subscribed(true);
+                    st.health.broker_ok(true);
+                    st.health.progress();
                     return Ok(Some(s));
                 }
                 Ok(Err(e)) if e.is_fatal() => return Err(ConsumerError::Fatal(e)),
@@ -155,6 +160,9 @@ impl EventBusConsumer {
                 Err(p) => format!("the backend panicked: {}", panic_text(p.as_ref())),
             };
             st.stats.poll_failures += 1;
+            st.metrics.poll_failures.increment(1);
+            st.health.broker_ok(false);
+            st.health.progress();
             tracing::error!(error = %error, full_topic = %request.topic, "cannot subscribe; retrying");
             st.error(error);
             self.check_error_limit(st)?;
@@ -224,12 +232,17 @@ impl EventBusConsumer {
             let batch = AssertUnwindSafe(sub.receive(o.batch_size, o.poll_timeout))
                 .catch_unwind()
                 .await;
+            st.health.progress();
             let deliveries = match batch {
-                Ok(Ok(d)) => d,
+                Ok(Ok(d)) => {
+                    st.health.broker_ok(true);
+                    d
+                }
                 Ok(Err(e)) if e.is_fatal() => return Err(ConsumerError::Fatal(e)),
                 Ok(Err(e)) => {
                     st.stats.poll_failures += 1;
-                    metrics::counter!("event_bus_receive_errors_total").increment(1);
+                    st.metrics.poll_failures.increment(1);
+                    st.health.broker_ok(false);
                     tracing::error!(error = %e, "error receiving from the event bus -- no event available");
                     st.error(e.to_string());
                     if sleep_or_cancel(self.poll_failure_delay(st), shutdown).await {
@@ -250,9 +263,11 @@ impl EventBusConsumer {
                 self.flush_acks(sub.as_mut()).await?;
                 continue;
             }
+            let mut in_flight = deliveries.len() as u64;
             let mut rest = deliveries.into_iter();
             let mut panicked = None;
             while let Some(d) = rest.next() {
+                st.set_in_flight(in_flight);
                 let stop = shutdown.is_cancelled() || self.limit_reached(st) || self.check_error_limit(st).is_err();
                 if stop {
                     // Hand back what we will not handle: never dead-letter
@@ -268,6 +283,8 @@ impl EventBusConsumer {
                     .catch_unwind()
                     .await;
                 in_hand.done();
+                in_flight -= 1;
+                st.health.progress();
                 match processed {
                     Ok(r) => r?,
                     Err(p) => {
@@ -276,6 +293,7 @@ impl EventBusConsumer {
                     }
                 }
             }
+            st.set_in_flight(0);
             if let Some((position, p)) = panicked {
                 // The rest of the batch is delivered again after re-joining.
                 drop(rest);
@@ -296,15 +314,19 @@ impl EventBusConsumer {
         shutdown: &CancellationToken,
     ) -> Result<(), ConsumerError> {
         st.stats.received += 1;
-        metrics::counter!("event_bus_messages_received_total").increment(1);
+        let m = st
+            .metrics
+            .for_type(d.event.as_ref().ok().map(|e| e.event_type.as_str()), &self.registry);
+        m.received.increment(1);
+        let event_time = d.event.as_ref().ok().map(|e| e.metadata.time);
         if self.options.audit_log {
             let message_id = Lazy(d.event.as_ref().ok().map(|e| e.metadata.id));
             let event_time = Lazy(d.event.as_ref().ok().map(|e| IsoTime(e.metadata.time)));
             tracing::info!(target: "event_bus::audit", topic = %d.raw.topic, message_id = %message_id,
                 position = %d.position, attempt = d.attempt, event_time = %event_time, "message received");
         }
-        let handled = self.handle(sub, &mut d, st, shutdown).await;
-        self.settle(sub, &d, handled, st).await
+        let handled = self.handle(sub, &mut d, st, &m, shutdown).await;
+        self.settle(sub, &d, handled, st, &m, event_time).await
     }
 
     /// The backend panicked: log it, count it and drop the subscription (the
@@ -324,6 +346,8 @@ impl EventBusConsumer {
         tracing::error!(error = %error,
             "rejoining the consumer group; messages not acknowledged will be delivered again");
         st.stats.poll_failures += 1;
+        st.metrics.poll_failures.increment(1);
+        st.health.subscribed(false);
         st.error(error);
         if let Some(sub) = slot.take() {
             if std::panic::catch_unwind(AssertUnwindSafe(move || drop(sub))).is_err() {

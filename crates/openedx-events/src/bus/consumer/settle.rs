@@ -17,6 +17,7 @@ use crate::config::full_topic;
 use super::super::dead_letter::{self, bounded, Reason};
 use super::super::transport::{Delivery, RawMessage, Subscription, TransportError, TransportErrorKind};
 use super::handle::{Handled, Outcome};
+use super::instruments::TypeInstruments;
 use super::state::LoopState;
 use super::{ConsumerError, EventBusConsumer};
 
@@ -31,11 +32,13 @@ impl EventBusConsumer {
         d: &Delivery,
         handled: Handled,
         st: &mut LoopState,
+        m: &TypeInstruments,
+        event_time: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<(), ConsumerError> {
         let o = &self.options;
         if handled.retried_in_place > 0 {
             st.stats.retried += u64::from(handled.retried_in_place);
-            metrics::counter!("event_bus_messages_retried_total").increment(u64::from(handled.retried_in_place));
+            m.retried.increment(u64::from(handled.retried_in_place));
         }
         match handled.outcome {
             Outcome::Processed { id, duplicate } => {
@@ -48,12 +51,18 @@ impl EventBusConsumer {
                 st.stats.processed += 1;
                 if duplicate {
                     st.stats.duplicates_skipped += 1;
+                    m.duplicates_skipped.increment(1);
                     tracing::info!(target: "event_bus::audit", topic = %d.raw.topic, message_id = %id,
                         position = %d.position, "duplicate event skipped (already processed)");
                     return Ok(());
                 }
-                st.consecutive_errors = 0;
-                metrics::counter!("event_bus_messages_processed_total").increment(1);
+                st.clear_errors();
+                m.handled.increment(1);
+                if let Some(time) = event_time {
+                    let latency = chrono::Utc::now().signed_duration_since(time);
+                    m.end_to_end_latency
+                        .record(latency.num_microseconds().unwrap_or(0).max(0) as f64 / 1e6);
+                }
                 if o.audit_log {
                     tracing::info!(target: "event_bus::audit", topic = %d.raw.topic, message_id = %id,
                         position = %d.position, "message processed successfully");
@@ -61,19 +70,34 @@ impl EventBusConsumer {
             }
             Outcome::Retry { delay } => {
                 st.stats.retried += 1;
-                metrics::counter!("event_bus_messages_retried_total").increment(1);
+                m.retried.increment(1);
                 nack_quietly(sub, d, delay).await;
             }
             Outcome::HandBack => nack_quietly(sub, d, Duration::ZERO).await,
             Outcome::HookFailed => {
                 st.stats.hook_failures += 1;
+                st.metrics.hook_failures.increment(1);
                 nack_quietly(sub, d, o.retry.initial_delay).await;
             }
             Outcome::DeadLetter {
                 reason,
                 error,
                 attempts,
-            } => return self.dead_letter(sub, d, st, reason, &error, attempts).await,
+            } => {
+                return self
+                    .dead_letter(
+                        sub,
+                        d,
+                        st,
+                        Why {
+                            reason,
+                            error: &error,
+                            attempts,
+                        },
+                        m,
+                    )
+                    .await
+            }
         }
         Ok(())
     }
@@ -92,13 +116,16 @@ impl EventBusConsumer {
         sub: &mut dyn Subscription,
         d: &Delivery,
         st: &mut LoopState,
-        reason: Reason,
-        error: &str,
-        attempts: u32,
+        why: Why<'_>,
+        m: &TypeInstruments,
     ) -> Result<(), ConsumerError> {
+        let Why {
+            reason,
+            error,
+            attempts,
+        } = why;
         let o = &self.options;
         st.error(format!("{}: {}", reason.as_str(), bounded(error, SHORT_ERROR_BYTES)));
-        metrics::counter!("event_bus_messages_dead_lettered_total", "reason" => reason.as_str()).increment(1);
         if !o.dead_letter {
             tracing::error!(topic = %d.raw.topic, position = %d.position, reason = reason.as_str(), error,
                 "cannot handle message; dead letters are off, so it is dropped");
@@ -143,8 +170,21 @@ impl EventBusConsumer {
             return self.ack_failed(e, st);
         }
         st.stats.dead_lettered += 1;
+        // Counted once settled: a dead letter handed back to be tried again
+        // later is counted when it is done.
+        m.dead_lettered(reason).increment(1);
+        if reason != Reason::ReceiverFailed {
+            m.decode_failures.increment(1);
+        }
         Ok(())
     }
+}
+
+/// Why a message is dead-lettered.
+struct Why<'a> {
+    reason: Reason,
+    error: &'a str,
+    attempts: u32,
 }
 
 pub(super) async fn nack_quietly(sub: &mut dyn Subscription, d: &Delivery, delay: Duration) {

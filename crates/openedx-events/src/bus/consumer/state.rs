@@ -5,6 +5,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
+use super::super::health::{self, HealthGuard};
+use super::instruments::Instruments;
+
 /// Counts of one consumer run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConsumerStats {
@@ -46,11 +49,17 @@ pub(super) struct LoopState {
     /// Ids of recently processed events, oldest first (deduplication).
     recent: VecDeque<uuid::Uuid>,
     recent_set: HashSet<uuid::Uuid>,
+    /// The run's metrics.
+    pub metrics: Instruments,
+    /// What the health probes see of this run.
+    pub health: HealthGuard,
 }
 
 impl LoopState {
-    pub fn new() -> Self {
+    pub fn new(topic: &str, group: &str, poll_timeout: Duration) -> Self {
         LoopState {
+            metrics: Instruments::new(topic, group),
+            health: health::register(topic, group, poll_timeout),
             consecutive_errors: 0,
             last_error: String::new(),
             stats: ConsumerStats::default(),
@@ -63,7 +72,22 @@ impl LoopState {
     /// One more failure in a row.
     pub fn error(&mut self, e: impl Into<String>) {
         self.consecutive_errors += 1;
+        self.metrics.consecutive_errors.set(f64::from(self.consecutive_errors));
         self.last_error = e.into();
+    }
+
+    /// Messages received and not yet settled.
+    pub fn set_in_flight(&mut self, n: u64) {
+        self.metrics.in_flight.set(n as f64);
+        self.health.in_flight(n);
+    }
+
+    /// A success: the failures in a row are over.
+    pub fn clear_errors(&mut self) {
+        if self.consecutive_errors != 0 {
+            self.consecutive_errors = 0;
+            self.metrics.consecutive_errors.set(0.0);
+        }
     }
 
     /// Failed attempts already made on this message.
