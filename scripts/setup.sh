@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a machine for the full test suite, idempotently:
-#   - Debian packages the builds need (protoc for the Pulsar client);
+#   - Debian packages the builds and tests need (protoc for the Pulsar
+#     client, promtool from prometheus; its server is not started);
 #   - the local services the tests use (Redis, NATS, RabbitMQ, PostgreSQL,
 #     MariaDB), started if down, required;
 #   - the tansu Kafka-compatible broker, built once into ~/.cargo/bin;
@@ -17,11 +18,12 @@ command -v protoc >/dev/null 2>&1 || need_pkgs+=(protobuf-compiler)            #
 command -v pkg-config >/dev/null 2>&1 || need_pkgs+=(pkg-config)
 pkg-config --exists openssl 2>/dev/null || need_pkgs+=(libssl-dev)               # Kafka TLS (rdkafka ssl)
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)                   # promtool check metrics
 if ((${#need_pkgs[@]})); then
   log "installing ${need_pkgs[*]}"
   sudo_cmd=(); [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need_pkgs[@]}" >&2
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >&2
 fi
 
 # --- Services ----------------------------------------------------------------

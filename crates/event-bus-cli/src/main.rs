@@ -56,6 +56,9 @@ enum Command {
     Consume(cmd::consume::ConsumeArgs),
     /// Produce events of one type to a topic (like manage.py produce_event).
     Produce(cmd::produce::ProduceArgs),
+    /// Show how far consumer groups are behind: per group and partition,
+    /// the events not acknowledged yet, as the broker tells it.
+    Lag(cmd::lag::LagArgs),
     /// Inspect and requeue dead letters.
     Dlq {
         #[command(subcommand)]
@@ -204,7 +207,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Outbox { .. } => "info",
         _ => "warn",
     };
-    logging::init(default_level)?;
+    logging::init(default_level, cli.global.log_format()?)?;
     match cli.command {
         Command::Events { json } => cmd::events::run(json),
         Command::Schema { string, event_type } => cmd::schema::run(&event_type, string),
@@ -220,6 +223,7 @@ async fn run_async(global: GlobalArgs, command: Command) -> Result<()> {
     match command {
         Command::Consume(args) => cmd::consume::run(&global, args).await,
         Command::Produce(args) => cmd::produce::run(&global, args).await,
+        Command::Lag(args) => cmd::lag::run(&global, args).await,
         Command::Dlq { command } => match command {
             DlqCommand::List { topic, limit } => cmd::dlq::list(&global, &topic, limit).await,
             DlqCommand::Show { topic, position } => cmd::dlq::show(&global, &topic, &position).await,

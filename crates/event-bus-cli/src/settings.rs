@@ -26,6 +26,10 @@ pub struct GlobalArgs {
     /// (repeatable; wins over the file and the environment).
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Log lines as text or as one JSON object per line (sets
+    /// EVENT_BUS_LOG_FORMAT).
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<crate::logging::LogFormat>,
 }
 
 impl GlobalArgs {
@@ -53,6 +57,18 @@ impl GlobalArgs {
             settings.set("EVENT_BUS_TOPIC_PREFIX", prefix.as_str());
         }
         Ok(settings)
+    }
+
+    /// The log format: the flag, else `EVENT_BUS_LOG_FORMAT` of the settings.
+    pub fn log_format(&self) -> Result<crate::logging::LogFormat> {
+        if let Some(f) = self.log_format {
+            return Ok(f);
+        }
+        const KEY: &str = "EVENT_BUS_LOG_FORMAT";
+        match self.settings()?.string(KEY)? {
+            Some(v) => crate::logging::LogFormat::parse_setting(KEY, &v),
+            None => Ok(crate::logging::LogFormat::Text),
+        }
     }
 
     /// The bus built from the settings with the backends of this build.

@@ -42,6 +42,51 @@ pub struct ConsumeArgs {
     /// "consumer_name" of --extra).
     #[arg(long)]
     pub consumer_name: Option<String>,
+    /// Serve /metrics (Prometheus), /health/live and /health/ready on this
+    /// address, e.g. 127.0.0.1:9464 (sets EVENT_BUS_METRICS_ADDR).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+    /// The loop is not live after this many seconds without progress
+    /// (sets EVENT_BUS_HEALTH_STALL_SECONDS; default 60).
+    #[arg(long, value_name = "SECONDS")]
+    pub stall_after: Option<f64>,
+}
+
+/// The telemetry server and the lag gauges of `consume`, when asked for:
+/// started before the consumer, so every metric of the run is recorded.
+async fn start_telemetry(
+    global: &GlobalArgs,
+    args: &ConsumeArgs,
+) -> Result<Option<event_bus_telemetry::TelemetryServer>> {
+    let settings = global.settings()?;
+    let addr = match &args.metrics_addr {
+        Some(a) => Some(("--metrics-addr", a.clone())),
+        None => settings
+            .string("EVENT_BUS_METRICS_ADDR")?
+            .map(|a| ("EVENT_BUS_METRICS_ADDR", a)),
+    };
+    let Some((source, addr)) = addr.filter(|(_, a)| !a.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let addr: std::net::SocketAddr = addr.trim().parse().map_err(|e| {
+        CliError::new(format!(
+            "{source}: expected HOST:PORT such as 127.0.0.1:9464, found {addr:?}: {e}"
+        ))
+    })?;
+    let mut options = event_bus_telemetry::TelemetryOptions::new(addr);
+    let stall = match args.stall_after {
+        Some(s) if s.is_finite() && s > 0.0 => Some(std::time::Duration::from_secs_f64(s)),
+        Some(s) => {
+            return Err(CliError::new(format!(
+                "--stall-after: expected a positive number of seconds, found {s}"
+            )))
+        }
+        None => settings.seconds("EVENT_BUS_HEALTH_STALL_SECONDS")?,
+    };
+    if let Some(stall) = stall {
+        options.stall_after = stall;
+    }
+    Ok(Some(event_bus_telemetry::TelemetryServer::start(options).await?))
 }
 
 /// One line of `--output json`: `{"metadata": ..., "data": ...}` with
@@ -80,6 +125,11 @@ pub async fn run(global: &GlobalArgs, args: ConsumeArgs) -> Result<()> {
         Some(text) => json_object_arg("--extra", text)?,
         None => serde_json::Map::new(),
     };
+    let telemetry = start_telemetry(global, &args).await?;
+    let lag_every = global
+        .settings()?
+        .seconds("EVENT_BUS_LAG_POLL_SECONDS")?
+        .unwrap_or(std::time::Duration::from_secs(15));
     let bus = global.bus().await?;
     let mut options = bus.consumer_options(&args.topic, &args.group)?;
     if let Some(name) = extras.get("consumer_name").and_then(|v| v.as_str()) {
@@ -92,6 +142,15 @@ pub async fn run(global: &GlobalArgs, args: ConsumeArgs) -> Result<()> {
     options.limit = args.limit;
     let topic = full_topic(options.prefix.as_deref(), &options.topic);
     let consumer = bus.consumer_with(options)?;
+    let lag_gauges = match (&telemetry, bus.transport()) {
+        (Some(_), Some(t)) if !lag_every.is_zero() => Some(event_bus_telemetry::spawn_lag_gauges(
+            t.clone(),
+            topic.clone(),
+            args.group.clone(),
+            lag_every,
+        )),
+        _ => None,
+    };
 
     let shutdown = CancellationToken::new();
     let printed = Arc::new(AtomicU64::new(0));
@@ -131,8 +190,16 @@ pub async fn run(global: &GlobalArgs, args: ConsumeArgs) -> Result<()> {
     let started = Instant::now();
     let result = consumer.consume(shutdown).await;
     watcher.abort();
+    if let Some(task) = lag_gauges {
+        task.abort();
+    }
+    drop(telemetry);
     let printed = printed.load(Ordering::Relaxed);
+    // With JSON logs stderr carries only JSON lines: the core's "consumer
+    // stopped" line has the counts.
+    let json_logs = matches!(global.log_format(), Ok(crate::logging::LogFormat::Json));
     match &result {
+        _ if json_logs => {}
         Ok(stats) => eprintln!("{}", summary(&topic, &args.group, stats)),
         Err(ConsumerError::TooManyErrors { stats, .. }) => {
             let mut stats = stats.clone();

@@ -6,6 +6,7 @@ pub mod consume;
 pub mod demo;
 pub mod dlq;
 pub mod events;
+pub mod lag;
 #[cfg(feature = "outbox")]
 pub mod outbox;
 pub mod produce;
