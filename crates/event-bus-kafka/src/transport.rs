@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use openedx_events::bus::transport::{
-    Capabilities, Delivery, DeliveryTag, OutgoingMessage, RawMessage, SubscribeRequest, Subscription, Transport,
-    TransportError, TransportErrorKind,
+    Capabilities, Delivery, DeliveryTag, GroupLag, OutgoingMessage, RawMessage, SubscribeRequest, Subscription,
+    Transport, TransportError, TransportErrorKind,
 };
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -375,6 +375,189 @@ impl Transport for KafkaTransport {
             .map_err(|e| TransportError::other(format!("flush task failed: {e}")))?
             .map_err(|e| transport_error("cannot flush the Kafka producer", &e))
     }
+
+    /// Per partition, the high watermark minus the group's committed offset
+    /// (a partition without a committed offset counts from its low
+    /// watermark, where a group with `Earliest` starts); `pending` is not
+    /// known (`None`): Kafka keeps one position per partition. Read with a
+    /// consumer of the group that does not join it (`OffsetFetch`), so
+    /// members see no rebalance.
+    ///
+    /// The group is known on the topic when it has a committed offset on
+    /// one of its partitions or a member subscribed to it (`ListGroups` and
+    /// `DescribeGroups`); `group: None` lists the broker's groups and keeps
+    /// those, one consumer per listed group reading its offsets. A group
+    /// that never committed and has no member subscribed to the topic
+    /// yields no rows: Kafka does not tell it from an unknown group.
+    ///
+    /// Listing needs the broker's `DescribeGroups`: tansu 0.6 drops the
+    /// connection on one for a group that exists, so there `group: None`
+    /// (and a given group without a commit on the topic) is a `Connection`
+    /// error.
+    async fn lag(&self, topic: &str, group: Option<&str>) -> Result<Vec<GroupLag>, TransportError> {
+        let settings = self.settings.clone();
+        let (topic, group) = (topic.to_string(), group.map(str::to_string));
+        tokio::task::spawn_blocking(move || lag_blocking(&settings, &topic, group.as_deref()))
+            .await
+            .map_err(|e| TransportError::other(format!("lag task failed: {e}")))?
+    }
+}
+
+/// The lag of `group` (or of every group) on `topic` (blocking; see
+/// [`Transport::lag`] of [`KafkaTransport`]).
+fn lag_blocking(settings: &KafkaSettings, topic: &str, group: Option<&str>) -> Result<Vec<GroupLag>, TransportError> {
+    let what = format!("cannot read the consumer lag of {topic}");
+    let consumer = browse_consumer(settings)?;
+    // All topics: asking for a missing one by name may create it.
+    let metadata = consumer
+        .fetch_metadata(None, BROKER_CALL_TIMEOUT)
+        .map_err(|e| transport_error(&what, &e))?;
+    let mut partitions: Vec<i32> = match metadata.topics().iter().find(|t| t.name() == topic) {
+        Some(t) if t.error().is_none() => t.partitions().iter().map(|p| p.id()).collect(),
+        _ => return Ok(Vec::new()),
+    };
+    partitions.sort_unstable();
+    let mut marks = Vec::with_capacity(partitions.len());
+    for &p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, BROKER_CALL_TIMEOUT)
+            .map_err(|e| transport_error(&format!("{what}: partition {p}"), &e))?;
+        marks.push((p, low, high));
+    }
+    // (name, committed offsets): the given group, or the listed ones.
+    let mut known = Vec::new();
+    match group {
+        Some(g) => {
+            let committed = committed_offsets(settings, topic, &partitions, g)?;
+            // Without a commit, the group is known on the topic only if a
+            // member subscribed to it (asked only then: one call less, and
+            // tansu 0.6 drops the connection on a DescribeGroups of a group
+            // that exists).
+            if committed.iter().any(Option::is_some)
+                || listed_groups(&consumer, Some(g), topic, &what)?.contains(&(g.to_string(), true))
+            {
+                known.push((g.to_string(), committed));
+            }
+        }
+        None => {
+            for (name, subscribed) in listed_groups(&consumer, None, topic, &what)? {
+                if name == BROWSE_GROUP {
+                    continue;
+                }
+                let committed = committed_offsets(settings, topic, &partitions, &name)?;
+                if subscribed || committed.iter().any(Option::is_some) {
+                    known.push((name, committed));
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (name, committed) in known {
+        for (&(p, low, high), committed) in marks.iter().zip(committed) {
+            let from = committed.unwrap_or(low).max(low);
+            out.push(GroupLag {
+                topic: topic.to_string(),
+                group: name.clone(),
+                partition: p.to_string(),
+                lag: u64::try_from(high.saturating_sub(from)).unwrap_or(0),
+                pending: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The groups the broker lists (`ListGroups` and `DescribeGroups`; only
+/// `group` if given), each with whether a member subscribed to `topic`
+/// (blocking).
+fn listed_groups(
+    consumer: &BaseConsumer,
+    group: Option<&str>,
+    topic: &str,
+    what: &str,
+) -> Result<Vec<(String, bool)>, TransportError> {
+    let listed = consumer
+        .fetch_group_list(group, BROKER_CALL_TIMEOUT)
+        .map_err(|e| transport_error(&format!("{what}: cannot list the consumer groups"), &e))?;
+    Ok(listed
+        .groups()
+        .iter()
+        .filter_map(|g| {
+            let name = guarded_text(|| g.name())?;
+            let subscribed = guarded_text(|| g.protocol_type()).as_deref() == Some("consumer")
+                && g.members()
+                    .iter()
+                    .any(|m| m.metadata().is_some_and(|md| subscribes_to(md, topic)));
+            Some((name, subscribed))
+        })
+        .collect())
+}
+
+/// The offsets `group` committed on `partitions` of `topic`, in order
+/// (`None`: none), read by a consumer of the group that does not join it
+/// (blocking).
+fn committed_offsets(
+    settings: &KafkaSettings,
+    topic: &str,
+    partitions: &[i32],
+    group: &str,
+) -> Result<Vec<Option<i64>>, TransportError> {
+    let consumer: BaseConsumer = settings.consumer_config(group).create().map_err(|e| {
+        TransportError::new(
+            TransportErrorKind::Config,
+            mask_text(
+                &format!("cannot create a Kafka consumer of group {group}: {e}"),
+                settings,
+            ),
+        )
+    })?;
+    let mut tpl = TopicPartitionList::new();
+    for &p in partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer.committed_offsets(tpl, BROKER_CALL_TIMEOUT).map_err(|e| {
+        transport_error(
+            &format!("cannot read the offsets group {group} committed on {topic}"),
+            &e,
+        )
+    })?;
+    Ok(partitions
+        .iter()
+        .map(|&p| match got.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) if o >= 0 => Some(o),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Text of a group listing (rdkafka panics on text that is not UTF-8):
+/// `None` then.
+fn guarded_text<'a>(f: impl FnOnce() -> &'a str) -> Option<String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f().to_string())).ok()
+}
+
+/// Whether the metadata of a member of a `consumer` group (the consumer
+/// protocol's subscription: version `i16`, then an array of topic names,
+/// `i32` count and `i16`-length strings) names `topic`. Anything that does
+/// not parse names nothing.
+fn subscribes_to(metadata: &[u8], topic: &str) -> bool {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (b.get(..n)?, b.get(n..)?);
+        *b = rest;
+        Some(head)
+    }
+    let mut b = metadata;
+    let topics = (|| {
+        take(&mut b, 2)?;
+        let count = i32::from_be_bytes(take(&mut b, 4)?.try_into().ok()?);
+        let mut names = Vec::new();
+        for _ in 0..count.max(0) {
+            let len = i16::from_be_bytes(take(&mut b, 2)?.try_into().ok()?);
+            names.push(take(&mut b, usize::try_from(len).ok()?)?);
+        }
+        Some(names)
+    })();
+    topics.is_some_and(|names| names.contains(&topic.as_bytes()))
 }
 
 /// The group id of browsing consumers (never joined, never committed to).
@@ -510,6 +693,23 @@ fn browse_blocking(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn member_subscriptions_are_parsed_defensively() {
+        // version 1, topics ["a", "dev-t"], then user data.
+        let md = [
+            0, 1, 0, 0, 0, 2, 0, 1, b'a', 0, 5, b'd', b'e', b'v', b'-', b't', 0xff, 0xff, 0xff, 0xff,
+        ];
+        assert!(subscribes_to(&md, "dev-t"));
+        assert!(subscribes_to(&md, "a"));
+        assert!(!subscribes_to(&md, "dev"));
+        assert!(!subscribes_to(&md[..9], "dev-t"), "truncated");
+        assert!(
+            !subscribes_to(&[0, 1, 0x7f, 0xff, 0xff, 0xff], "a"),
+            "a count past the end"
+        );
+        assert!(!subscribes_to(&[], "a"));
+    }
 
     #[test]
     fn a_refused_dead_letter_topic_names_itself_and_the_setting() {

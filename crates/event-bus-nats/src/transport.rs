@@ -11,8 +11,8 @@ use async_nats::{Client, ConnectOptions, HeaderMap};
 use async_trait::async_trait;
 use futures::StreamExt as _;
 use openedx_events::bus::transport::{
-    Capabilities, Delivery, DeliveryTag, OutgoingMessage, RawMessage, StartPosition, SubscribeRequest, Subscription,
-    Transport, TransportError,
+    Capabilities, Delivery, DeliveryTag, GroupLag, OutgoingMessage, RawMessage, StartPosition, SubscribeRequest,
+    Subscription, Transport, TransportError,
 };
 
 use crate::error::{rejected, timed};
@@ -279,5 +279,60 @@ impl Transport for NatsTransport {
 
     async fn flush(&self, timeout: Duration) -> Result<(), TransportError> {
         timed(timeout, "flush", self.client.flush()).await
+    }
+
+    /// From the info of the group's durable consumer: `num_pending` (not
+    /// delivered yet) plus `num_ack_pending` (delivered, not acknowledged;
+    /// nacked messages waiting for their redelivery included), and
+    /// `pending` = `num_ack_pending`. Partition `0`. With `group: None`,
+    /// every durable consumer of the topic's stream, named as on the server
+    /// (the group name, with the characters NATS forbids replaced, see
+    /// [`crate::names`]). Acknowledgements are sent without waiting for the
+    /// server, so the counts may lag behind acks just flushed by a moment.
+    async fn lag(&self, topic: &str, group: Option<&str>) -> Result<Vec<GroupLag>, TransportError> {
+        let Some(stream) = self.streams.exists(topic).await? else {
+            return Ok(Vec::new());
+        };
+        let op = self.streams.settings.operation_timeout;
+        let infos = match group {
+            Some(g) => {
+                let name = crate::names::consumer_name(g);
+                match timed(op, &format!("consumer {name} of {topic}"), stream.consumer_info(&name)).await {
+                    Ok(info) => vec![(g.to_string(), info)],
+                    Err(e) if crate::error::is_not_found(&e) => Vec::new(),
+                    Err(e) => return Err(e),
+                }
+            }
+            None => {
+                let what = format!("list the consumers of {topic}");
+                let listed = timed(op, &what, async {
+                    let mut consumers = stream.consumers();
+                    let mut out = Vec::new();
+                    while let Some(info) = consumers.next().await {
+                        out.push(info?);
+                    }
+                    Ok::<_, async_nats::jetstream::stream::ConsumersError>(out)
+                })
+                .await?;
+                listed
+                    .into_iter()
+                    .filter(|info| info.config.durable_name.is_some())
+                    .map(|info| (info.name.clone(), info))
+                    .collect()
+            }
+        };
+        Ok(infos
+            .into_iter()
+            .map(|(group, info)| {
+                let held = u64::try_from(info.num_ack_pending).unwrap_or(u64::MAX);
+                GroupLag {
+                    topic: topic.to_string(),
+                    group,
+                    partition: "0".to_string(),
+                    lag: info.num_pending.saturating_add(held),
+                    pending: Some(held),
+                }
+            })
+            .collect())
     }
 }

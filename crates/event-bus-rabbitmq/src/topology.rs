@@ -206,6 +206,66 @@ impl On<'_> {
         Ok(found)
     }
 
+    /// The ready messages of each of `queues` (`None`: no such queue), by
+    /// passive declarations on channels of `connection` of their own (a
+    /// declaration of a missing queue closes its channel, so the next one
+    /// opens another).
+    pub(crate) async fn ready_counts(
+        &self,
+        connection: &lapin::Connection,
+        queues: &[ShortString],
+    ) -> Result<Vec<Option<u64>>, TransportError> {
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let mut probe: Option<Channel> = None;
+        let mut out = Vec::with_capacity(queues.len());
+        for queue in queues {
+            let ch = match probe.take() {
+                Some(ch) if ch.status().connected() => ch,
+                _ => {
+                    timed(
+                        self.timeout,
+                        "open a channel",
+                        self.redactor,
+                        connection.create_channel(),
+                    )
+                    .await?
+                }
+            };
+            let declared = tokio::time::timeout(
+                self.timeout,
+                ch.queue_declare(queue.clone(), options, FieldTable::default()),
+            )
+            .await;
+            match declared {
+                Ok(Ok(q)) => {
+                    out.push(Some(u64::from(q.message_count())));
+                    probe = Some(ch);
+                }
+                Ok(Err(e)) if is_not_found(&e) => out.push(None),
+                Ok(Err(e)) => {
+                    return Err(crate::error::classify(
+                        &format!("look for queue {queue}"),
+                        &e,
+                        self.redactor,
+                    ))
+                }
+                Err(_) => {
+                    return Err(TransportError::new(
+                        openedx_events::bus::transport::TransportErrorKind::Timeout,
+                        format!("look for queue {queue}: no answer within {:?}", self.timeout),
+                    ))
+                }
+            }
+        }
+        if let Some(ch) = probe.filter(|ch| ch.status().connected()) {
+            let _ = tokio::time::timeout(self.timeout, ch.close(200, "probe done".into())).await;
+        }
+        Ok(out)
+    }
+
     /// Copy the topic's backlog (what was published while no group queue
     /// was bound) into the new group's `queue`; the backlog keeps it for
     /// the next new group. Returns how many were copied.

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{Channel, Connection};
 use openedx_events::bus::transport::{
-    Capabilities, Delivery, OutgoingMessage, RawMessage, SubscribeRequest, Subscription, Transport, TransportError,
-    TransportErrorKind,
+    Capabilities, Delivery, GroupLag, OutgoingMessage, RawMessage, SubscribeRequest, Subscription, Transport,
+    TransportError, TransportErrorKind,
 };
 
 use crate::conn::Connector;
@@ -262,5 +262,47 @@ impl Transport for RabbitMqTransport {
         Ok(Box::new(
             RabbitMqSubscription::open(self.connector.clone(), request).await?,
         ))
+    }
+
+    /// The ready messages of the group's queue `<topic>.<group>` plus those
+    /// of its retry queues (nacked with a delay, waiting to come back), by
+    /// passive declarations. AMQP does not count the messages delivered to
+    /// members and not acknowledged yet (only the management API does):
+    /// they are not in `lag`, which is then less than what the group still
+    /// has to handle by up to the members' prefetch; `pending` is not known
+    /// (`None`). A group whose queue does not exist has no row. AMQP cannot
+    /// list queues, so `group: None` is an `Unsupported` error: give the
+    /// group.
+    async fn lag(&self, topic: &str, group: Option<&str>) -> Result<Vec<GroupLag>, TransportError> {
+        let Some(group) = group else {
+            return Err(TransportError::unsupported(
+                "the rabbitmq backend cannot list the consumer groups of a topic (AMQP cannot list queues): \
+                 give the group",
+            ));
+        };
+        let queue = crate::names::group_queue(topic, group)?;
+        let s = &self.connector.settings;
+        let mut queues = vec![queue.clone()];
+        for ms in &s.retry_delays_ms {
+            queues.push(crate::names::retry_queue(queue.as_str(), *ms)?);
+        }
+        let link = self.link().await?;
+        let on = On {
+            channel: &link.channel,
+            timeout: s.operation_timeout,
+            redactor: &self.connector.redactor,
+        };
+        let counts = on.ready_counts(&link.connection, &queues).await?;
+        let Some(Some(ready)) = counts.first().copied() else {
+            return Ok(Vec::new());
+        };
+        let retrying: u64 = counts.iter().skip(1).flatten().sum();
+        Ok(vec![GroupLag {
+            topic: topic.to_string(),
+            group: group.to_string(),
+            partition: "0".to_string(),
+            lag: ready + retrying,
+            pending: None,
+        }])
     }
 }

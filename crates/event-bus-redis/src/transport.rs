@@ -16,8 +16,8 @@ use crate::wire::{self, EntryId};
 use async_trait::async_trait;
 use openedx_events::bus::dead_letter::is_dead_letter;
 use openedx_events::bus::transport::{
-    Capabilities, Delivery, DeliveryTag, OutgoingMessage, RawMessage, StartPosition, SubscribeRequest, Subscription,
-    Transport, TransportError, TransportErrorKind,
+    Capabilities, Delivery, DeliveryTag, GroupLag, OutgoingMessage, RawMessage, StartPosition, SubscribeRequest,
+    Subscription, Transport, TransportError, TransportErrorKind,
 };
 
 /// The largest entry this backend writes (Redis itself accepts up to its
@@ -297,6 +297,82 @@ impl Transport for RedisTransport {
                 }
             })
             .collect())
+    }
+
+    /// `XINFO GROUPS <stream>`: per group, `lag` (entries not yet delivered
+    /// to the group; Redis 7) plus `pending` (delivered, not acknowledged),
+    /// and `pending`. Where Redis cannot compute `lag` (nil: entries were
+    /// deleted with `XDEL`, the group was moved with `SETID`; or Redis 6,
+    /// which has no such field), the entries after the group's
+    /// `last-delivered-id` are counted with `XRANGE`. A stream that does not
+    /// exist has no groups.
+    async fn lag(&self, topic: &str, group: Option<&str>) -> Result<Vec<GroupLag>, TransportError> {
+        let conn = &self.inner.conn;
+        let what = format!("XINFO GROUPS {topic}");
+        let mut cmd = redis::cmd("XINFO");
+        cmd.arg("GROUPS").arg(topic);
+        let reply = match conn.query(&what, &cmd).await {
+            Ok(reply) => reply,
+            Err(e) if e.kind == TransportErrorKind::Rejected && e.message.to_lowercase().contains("no such key") => {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for info in reply::info_list(reply) {
+            let field = |name: &str| info.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+            let name = field("name")
+                .and_then(reply::text)
+                .ok_or_else(|| TransportError::other(format!("{what}: a group without a name")))?;
+            if group.is_some_and(|g| g != name) {
+                continue;
+            }
+            let count = |key: &str| field(key).and_then(reply::int).map(|n| u64::try_from(n).unwrap_or(0));
+            let pending = count("pending")
+                .ok_or_else(|| TransportError::other(format!("{what}: group {name} has no pending count")))?;
+            let undelivered = match count("lag") {
+                Some(n) => n,
+                None => {
+                    let last = field("last-delivered-id")
+                        .map(reply::entry_id)
+                        .transpose()
+                        .map_err(|e| TransportError::other(format!("{what}: group {name}: {e}")))?
+                        .ok_or_else(|| {
+                            TransportError::other(format!("{what}: group {name} has no last-delivered-id"))
+                        })?;
+                    count_after(conn, topic, last).await?
+                }
+            };
+            out.push(GroupLag {
+                topic: topic.to_string(),
+                group: name,
+                partition: "0".to_string(),
+                lag: undelivered + pending,
+                pending: Some(pending),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// How many entries of `stream` come after `after` (`XRANGE` in pages of
+/// ids): the entries not yet delivered to a group whose
+/// `last-delivered-id` is `after`.
+async fn count_after(conn: &Conn, stream: &str, after: EntryId) -> Result<u64, TransportError> {
+    const PAGE: usize = 1000;
+    let what = format!("XRANGE {stream}");
+    let mut from = after;
+    let mut n = 0u64;
+    loop {
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(stream).arg(format!("({from}")).arg("+").arg("COUNT").arg(PAGE);
+        let reply = conn.query(&what, &cmd).await?;
+        let entries = reply::entries(reply).map_err(|e| TransportError::other(format!("{what}: {e}")))?;
+        n += entries.len() as u64;
+        match entries.last() {
+            Some(last) if entries.len() >= PAGE => from = last.id,
+            _ => return Ok(n),
+        }
     }
 }
 

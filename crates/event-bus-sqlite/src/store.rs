@@ -6,6 +6,7 @@
 
 mod claim;
 mod group;
+mod lag;
 mod log;
 mod reclaim;
 mod retention;
@@ -19,6 +20,7 @@ use crate::error::{Context, StoreError};
 
 pub(crate) use claim::claim;
 pub(crate) use group::{flush, join, nack, release, seek};
+pub(crate) use lag::lag;
 pub(crate) use log::{browse, parse_position, publish};
 pub(crate) use reclaim::reclaim_dead;
 pub(crate) use retention::trim;

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use async_trait::async_trait;
 use openedx_events::bus::transport::{
-    Capabilities, Delivery, OutgoingMessage, RawMessage, SubscribeRequest, Subscription, Transport, TransportError,
+    Capabilities, Delivery, GroupLag, OutgoingMessage, RawMessage, SubscribeRequest, Subscription, Transport,
+    TransportError,
 };
 use openedx_events::bus::wire::cloudevent_message;
 use rusqlite::Connection;
@@ -330,5 +331,28 @@ impl Transport for SqliteTransport {
             store::browse(c, &topic, after, limit)
         })
         .await
+    }
+
+    /// Per group, from the file: the messages after the group's position
+    /// (never delivered to it) plus its deliveries not acknowledged yet
+    /// (held by a member or waiting for redelivery), messages removed by
+    /// retention not counted; `pending` is what members hold now (claimed,
+    /// lease not expired). Partition `0`.
+    async fn lag(&self, topic: &str, group: Option<&str>) -> Result<Vec<GroupLag>, TransportError> {
+        let (owned_topic, group) = (topic.to_string(), group.map(str::to_string));
+        let rows = blocking(&self.inner.path, &self.inner.conn, move |c| {
+            store::lag(c, &owned_topic, group.as_deref())
+        })
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|b| GroupLag {
+                topic: topic.to_string(),
+                group: b.group,
+                partition: "0".to_string(),
+                lag: b.lag,
+                pending: Some(b.held),
+            })
+            .collect())
     }
 }

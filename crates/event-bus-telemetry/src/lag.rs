@@ -39,7 +39,10 @@ pub fn spawn_lag_gauges(
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(every.max(Duration::from_millis(100)));
+        let every = every.max(Duration::from_millis(100));
+        // The first poll a moment after the start, once the group exists.
+        let first = tokio::time::Instant::now() + every.min(Duration::from_secs(1));
+        let mut ticker = tokio::time::interval_at(first, every);
         loop {
             ticker.tick().await;
             match poll_lag_once(transport.as_ref(), &topic, &group).await {
