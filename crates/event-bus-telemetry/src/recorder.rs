@@ -29,6 +29,10 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 /// assert!(handle.render().contains("example_total 1"));
 /// ```
 pub fn install_recorder() -> Result<PrometheusHandle, TelemetryError> {
+    // One installer at a time: two servers started at once in one process
+    // would otherwise both try to set the global recorder.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(h) = HANDLE.get() {
         return Ok(h.clone());
     }
